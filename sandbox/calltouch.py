@@ -1,0 +1,587 @@
+"""Calltouch endpoints: calls diary, requests (leads) journal, plans import.
+
+Paths, parameters and bodies follow ../shared/api-notes.md §1-2 and seeds 001 and 004. Where the
+real error body is undocumented (calls-service errors) the sandbox answers ``{"message": "..."}``
+with 400 (bad parameter) or 403 (bad token / foreign site); the README's sandbox section says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from sandbox.errors import (
+    JSONUtf8Response,
+    calltouch_message,
+    plans_api_error,
+    plans_missing_field,
+    plans_violations,
+)
+from sandbox.generators import call_blocks, generate_requests
+from sandbox.state import PlansImport, SandboxState
+
+router = APIRouter()
+
+_DDMMYYYY = re.compile(r"^(\d{2})/(\d{2})/(\d{4})$")
+_HHMMSS = re.compile(r"^(\d{2}):(\d{2}):(\d{2})$")
+_PLAN_DATE = re.compile(r"^(\d{2})-(\d{2})-(\d{4})$")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+_SESSION_LOOKAHEAD_DAYS = 4  # a session starts less than 3 days + 1 hour before its call or request
+
+CALL_BLOCK_FLAGS = {
+    "withCallTags": "callTags",
+    "withComments": "comments",
+    "withOrders": "orders",
+    "withMapVisits": "mapVisits",
+    "withYandexDirect": "yandexDirect",
+    "withGoogleAdwords": "googleAdWords",
+}
+CALL_FILTERS = {
+    "uniqueOnly": "uniqueCall",
+    "targetOnly": "targetCall",
+    "uniqTargetOnly": "uniqTargetCall",
+    "callbackOnly": "callbackCall",
+}
+_DIRECT_OVERRIDE = {
+    "source": "(direct)",
+    "medium": "(none)",
+    "keyword": "",
+    "utmSource": "<не указано>",
+    "utmMedium": "<не указано>",
+    "utmCampaign": "<не указано>",
+    "utmContent": "<не указано>",
+    "utmTerm": "<не указано>",
+}
+
+
+class ParamError(Exception):
+    """A bad query parameter (answered 400 ``{"message": ...}``)."""
+
+
+def _state(request: Request) -> SandboxState:
+    return request.app.state.sandbox
+
+
+def _json(doc: Any) -> Response:
+    return JSONUtf8Response(doc)
+
+
+def _flag(params: Any, name: str) -> bool:
+    raw = params.get(name)
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ParamError(f"Параметр {name} должен быть true или false")
+
+
+def _int_param(params: Any, name: str, lo: int, hi: int) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ParamError(f"Параметр {name} должен быть целым числом") from None
+    if not lo <= value <= hi:
+        raise ParamError(f"Параметр {name} должен быть в диапазоне {lo}..{hi}")
+    return value
+
+
+def _date(params: Any, name: str, order: str) -> date:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        raise ParamError(f"Не указан обязательный параметр {name}")
+    m = _DDMMYYYY.match(raw)
+    fmt = "dd/mm/yyyy" if order == "dmy" else "mm/dd/yyyy"
+    if not m:
+        raise ParamError(f"Параметр {name} должен быть датой в формате {fmt}")
+    a, b, y = (int(g) for g in m.groups())
+    d, mo = (a, b) if order == "dmy" else (b, a)
+    try:
+        return date(y, mo, d)
+    except ValueError:
+        raise ParamError(f"Параметр {name} должен быть датой в формате {fmt}") from None
+
+
+def _sites(st: SandboxState, token: str | None) -> list[int] | None:
+    if not token:
+        return None
+    return st.config.calltouch_tokens.get(token)
+
+
+def _forbidden() -> Response:
+    return calltouch_message(403, "Доступ запрещён: неверный clientApiId или нет доступа к сайту")
+
+
+def _days(a: date, b: date) -> list[date]:
+    return [a + timedelta(days=i) for i in range((b - a).days + 1)]
+
+
+def _local_today(st: SandboxState) -> tuple[date, int]:
+    now = st.config.clock()
+    return now.astimezone(ZoneInfo(st.config.site_timezone)).date(), int(now.timestamp())
+
+
+def _midnight(day: date, tz: ZoneInfo) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
+
+
+# --------------------------------------------------------------------------------------------- calls
+
+
+def select_calls(
+    st: SandboxState, site_id: int, date_from: date, date_to: date, bind_to: str, filters: list[str]
+) -> list[dict[str, Any]]:
+    """Base records of the range (calls up to "now"), bound by call or session date, filtered."""
+    cfg = st.config
+    tz = ZoneInfo(cfg.site_timezone)
+    today, now_ts = _local_today(st)
+    last = date_to + timedelta(days=_SESSION_LOOKAHEAD_DAYS) if bind_to == "session" else date_to
+    last = min(last, today)
+    out: list[dict[str, Any]] = []
+    seed = str(cfg.seed)
+    for day in _days(date_from, last) if date_from <= last else []:
+        records = st.calls_cache.get(
+            seed, site_id, day, cfg.volume(site_id, day.isoformat()), cfg.site_timezone
+        )
+        if day == today:
+            records = [r for r in records if r["timestamp"] <= now_ts]
+        out.extend(records)
+    if bind_to == "session":
+        lo, hi = _midnight(date_from, tz), _midnight(date_to + timedelta(days=1), tz)
+        out = [r for r in out if r["_session_ts"] is not None and lo <= r["_session_ts"] < hi]
+    for key in filters:
+        out = [r for r in out if r[key]]
+    return out
+
+
+def project_call(
+    seed: str,
+    record: dict[str, Any],
+    attribution: int | None,
+    blocks: list[str],
+    extra: dict[str, Any],
+    tz_name: str,
+) -> dict[str, Any]:
+    """The call as sent: private keys dropped, attribution applied, requested blocks added."""
+    out = {k: v for k, v in record.items() if k[0] != "_"}
+    if attribution is not None:
+        out["attribution"] = attribution
+        if attribution == 0 and record["_direct0"]:
+            out.update(_DIRECT_OVERRIDE)
+    if blocks:
+        generated = call_blocks(seed, record, tz_name)
+        for name in blocks:
+            out[name] = generated[name]
+    out.update(extra)
+    return out
+
+
+@router.get("/calls-service/RestAPI/{site_id}/calls-diary/calls")
+async def calls_diary(site_id: str, request: Request) -> Response:
+    """The calls diary: bare array for one day, or the paginated envelope with page/limit."""
+    st = _state(request)
+    params = request.query_params
+    sites = _sites(st, params.get("clientApiId"))
+    if sites is None or not site_id.isdigit() or int(site_id) not in sites:
+        return _forbidden()
+    site = int(site_id)
+    try:
+        date_from = _date(params, "dateFrom", "dmy")
+        date_to = _date(params, "dateTo", "dmy")
+        if date_from > date_to:
+            raise ParamError("Дата dateFrom должна быть меньше или равна dateTo")
+        page = _int_param(params, "page", 1, 10**9)
+        limit = _int_param(params, "limit", 1, 1000)
+        paginated = page is not None or limit is not None
+        if not paginated and date_from != date_to:
+            raise ParamError(
+                "Без параметров page и limit можно выгрузить только один день: dateFrom должна быть равна dateTo"
+            )
+        attribution = _int_param(params, "attribution", 0, 1)
+        bind_to = params.get("bindTo", "call")
+        if bind_to not in ("call", "session"):
+            raise ParamError("Параметр bindTo должен быть call или session")
+        filters = [field for name, field in CALL_FILTERS.items() if _flag(params, name)]
+        blocks = [block for name, block in CALL_BLOCK_FLAGS.items() if _flag(params, name)]
+        extra: dict[str, Any] = {}
+        if _flag(params, "withText"):
+            extra.update(phrases=[], phonesInText=[])
+        if _flag(params, "withDcm"):
+            extra["dcm"] = []
+        if _flag(params, "withCallbackInfo"):
+            extra["callbackInfo"] = None
+    except ParamError as exc:
+        return calltouch_message(400, str(exc))
+    records = select_calls(st, site, date_from, date_to, bind_to, filters)
+    seed = str(st.config.seed)
+    tz_name = st.config.site_timezone
+    if not paginated:
+        return _json([project_call(seed, r, attribution, blocks, extra, tz_name) for r in records])
+    page = page or 1
+    limit = limit or 1000
+    total = len(records)
+    chunk = records[(page - 1) * limit : page * limit]
+    return _json(
+        {
+            "page": page,
+            "pageTotal": (total + limit - 1) // limit,
+            "pageSize": limit,
+            "recordsTotal": total,
+            "records": [project_call(seed, r, attribution, blocks, extra, tz_name) for r in chunk],
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------- requests
+
+REQUEST_FLAG_BLOCKS = {
+    "withMapVisits": "mapVisits",
+    "withRequestTags": "RequestTags",
+    "withYandexDirect": "yandexDirect",
+    "withGoogleAdwords": "googleAdWords",
+    "withCustomFields": "customFields",
+}
+_FILTER_MODES = ("exact", "startwith", "contains")
+
+
+def _match(value: str | None, wanted: str, mode: str) -> bool:
+    if value is None:
+        return False
+    if mode == "startwith":
+        return value.startswith(wanted)
+    if mode == "contains":
+        return wanted in value
+    return value == wanted
+
+
+def _id_list(raw: str | None, name: str, numeric: bool) -> list[str] | None:
+    if raw is None:
+        return None
+    items = [x.strip() for x in raw.split(",") if x.strip()]
+    if not items or (numeric and not all(x.isdigit() for x in items)):
+        raise ParamError(f"Параметр {name} должен быть списком {'чисел ' if numeric else ''}через запятую")
+    return items
+
+
+def _request_days(ids: list[str]) -> set[date]:
+    days = set()
+    for raw in ids:
+        digits = re.sub(r"\D", "", raw)
+        if digits and 100_000 < int(digits) // 100_000 < date.max.toordinal():
+            days.add(date.fromordinal(int(digits) // 100_000))
+    return days
+
+
+def project_request(record: dict[str, Any], params: Any, attribution: int | None) -> dict[str, Any]:
+    """A request record as sent for the given ``with*`` flags (seed 004 semantics)."""
+    flags = {
+        name: _flag(params, name) for name in (*REQUEST_FLAG_BLOCKS, "withAttrs", "withWidgetInfo", "withDcm")
+    }
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key[0] == "_":
+            continue
+        if key in ("mapVisits", "RequestTags", "yandexDirect", "googleAdWords", "customFields"):
+            flag = next(n for n, b in REQUEST_FLAG_BLOCKS.items() if b == key)
+            if flags[flag]:
+                out[key] = value
+            continue
+        if key == "widgetInfo":
+            if flags["withWidgetInfo"] and record["_widget"]:
+                out[key] = value
+            continue
+        if key == "dcm":
+            out[key] = value if flags["withDcm"] else None
+            continue
+        out[key] = value
+
+    def fix_session(session: dict[str, Any]) -> dict[str, Any]:
+        session = dict(session)
+        if not flags["withAttrs"]:
+            session["attrs"] = None
+        if attribution is not None:
+            session["attribution"] = attribution
+        return session
+
+    if out["session"] is not None:
+        out["session"] = fix_session(out["session"])
+    out["orders"] = [
+        {**o, "session": fix_session(o["session"])} if o.get("session") else o for o in out["orders"]
+    ]
+    return out
+
+
+@router.get("/calls-service/RestAPI/requests")
+@router.get("/calls-service/RestAPI/requests/")
+async def requests_journal(request: Request) -> Response:
+    """The requests (leads) journal: bare array, dates ``mm/dd/yyyy``, every seed-004 filter."""
+    st = _state(request)
+    params = request.query_params
+    sites = _sites(st, params.get("clientApiId"))
+    if sites is None:
+        return _forbidden()
+    raw_site = params.get("siteId")
+    if raw_site is not None:
+        if not raw_site.isdigit() or int(raw_site) not in sites:
+            return _forbidden()
+        sites = [int(raw_site)]
+    cfg = st.config
+    tz = ZoneInfo(cfg.site_timezone)
+    try:
+        ids = _id_list(params.get("requestId"), "requestId", numeric=True)
+        numbers = _id_list(params.get("requestNumber"), "requestNumber", numeric=False)
+        has_dates = params.get("dateFrom") is not None or params.get("dateTo") is not None
+        if has_dates or not (ids or numbers):
+            date_from = _date(params, "dateFrom", "mdy")
+            date_to = _date(params, "dateTo", "mdy")
+            if date_from > date_to:
+                raise ParamError("Дата dateFrom должна быть меньше или равна dateTo")
+        else:
+            date_from = date_to = None
+        times = []
+        for name, default in (("timeFrom", "00:00:00"), ("timeTo", "23:59:59")):
+            raw = params.get(name, default)
+            m = _HHMMSS.match(raw)
+            if not m or int(m[1]) > 23 or int(m[2]) > 59 or int(m[3]) > 59:
+                raise ParamError(f"Параметр {name} должен быть временем в формате hh:mm:ss")
+            times.append(int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3]))
+        attribution = _int_param(params, "attribution", 0, 1)
+        bind_to = params.get("bindTo", "request")
+        if bind_to not in ("request", "session"):
+            raise ParamError("Параметр bindTo должен быть request или session")
+        modes = {}
+        for name in ("ani", "email"):
+            mode = params.get(f"{name}.filterMode", "exact")
+            if mode not in _FILTER_MODES:
+                raise ParamError(
+                    f"Параметр {name}.filterMode должен быть одним из: startwith, contains, exact"
+                )
+            modes[name] = mode
+        for name in (*REQUEST_FLAG_BLOCKS, "withAttrs", "withWidgetInfo", "withDcm"):
+            _flag(params, name)
+    except ParamError as exc:
+        return calltouch_message(400, str(exc))
+
+    today, now_ts = _local_today(st)
+    if date_from is not None and date_to is not None:
+        last = date_to + timedelta(days=_SESSION_LOOKAHEAD_DAYS) if bind_to == "session" else date_to
+        days = _days(date_from, min(last, today)) if date_from <= min(last, today) else []
+        lo = _midnight(date_from, tz) + times[0]
+        hi = _midnight(date_to, tz) + times[1]
+    else:
+        days = sorted(d for d in _request_days((ids or []) + (numbers or [])) if d <= today)
+        lo, hi = None, None
+    records: list[dict[str, Any]] = []
+    for site in sites:
+        for day in days:
+            for r in generate_requests(str(cfg.seed), site, day, cfg.requests_per_day, cfg.site_timezone):
+                if r["_ts"] > now_ts:
+                    continue
+                key_ts = r["_session_ts"] if bind_to == "session" else r["_ts"]
+                if lo is not None and (key_ts is None or not lo <= key_ts <= hi):
+                    continue
+                records.append(r)
+    if ids is not None:
+        wanted = {int(x) for x in ids}
+        records = [r for r in records if r["requestId"] in wanted]
+    if numbers is not None:
+        records = [r for r in records if r["requestNumber"] in set(numbers)]
+    p = params
+    if p.get("subject") is not None:
+        records = [r for r in records if (r["subject"] or "").startswith(p["subject"])]
+    if p.get("keywords") is not None:
+        records = [r for r in records if r["session"] and p["keywords"] in (r["session"]["keywords"] or "")]
+    for name in ("city", "source", "medium"):
+        if p.get(name) is not None:
+            records = [r for r in records if r["session"] and r["session"][name] == p[name]]
+    if p.get("manager") is not None:
+        records = [r for r in records if r["manager"] == p["manager"]]
+    if p.get("ani.value") is not None:
+        records = [
+            r
+            for r in records
+            if any(_match(ph["phoneNumber"], p["ani.value"], modes["ani"]) for ph in r["client"]["phones"])
+        ]
+    if p.get("email.value") is not None:
+        records = [
+            r
+            for r in records
+            if any(
+                _match(c["contactValue"], p["email.value"], modes["email"]) for c in r["client"]["contacts"]
+            )
+        ]
+    return _json([project_request(r, params, attribution) for r in records])
+
+
+# --------------------------------------------------------------------------------------------- plans
+
+
+def _plans_auth(st: SandboxState, request: Request) -> tuple[int | None, Response | None]:
+    token = request.headers.get("Access-Token")
+    sites = st.config.calltouch_tokens.get(token) if token else None
+    if sites is None:
+        return None, JSONUtf8Response({"message": "Access token не найден"}, status_code=401)
+    raw_site = (request.headers.get("SiteId") or "").strip()
+    if not raw_site.isdigit() or int(raw_site) not in sites:
+        return None, JSONUtf8Response({"message": "Access token не найден"}, status_code=403)
+    return int(raw_site), None
+
+
+_REQUIRED_ITEM_FIELDS = ("dateFrom", "dateTo", "metric")
+_REQUIRED_METRIC_FIELDS = ("type", "name", "value")
+_EMPTY = "Значение не должно быть пустым."
+_NOT_ALLOWED = "Значение не совпадает с одним из допустимых."
+_NOT_UNIQUE = "Название пользовательского столбца не уникально, импорт невозможен."
+_BAD_DATE = "Значение не является правильной датой."
+_DIMENSIONS = ("source", "medium", "campaign", "content", "keyword")
+
+
+def _plan_date(value: Any) -> date | None:
+    if not isinstance(value, str):
+        return None
+    m = _PLAN_DATE.match(value)
+    if not m:
+        return None
+    try:
+        return date(int(m[3]), int(m[2]), int(m[1]))
+    except ValueError:
+        return None
+
+
+def validate_plans(body: Any) -> Response | None:
+    """Seed 001's validation: a response with the exact error body, or None when the body is valid."""
+    from calltouch_metrika.catalog import CALLTOUCH_METRIC_NAMES, METRIC_TYPES
+
+    if not isinstance(body, dict) or "items" not in body:
+        return plans_missing_field("items")
+    items = body["items"]
+    if not isinstance(items, list):
+        return plans_violations([{"fieldPath": "items", "message": "Значение должно быть типа array."}])
+    if not items:
+        return plans_violations(
+            [{"fieldPath": "items", "message": "Эта коллекция должна содержать 1 элемент или больше."}]
+        )
+    if len(items) > 100:
+        return plans_violations(
+            [{"fieldPath": "items", "message": "Эта коллекция должна содержать 100 элементов или меньше."}]
+        )
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        for name in _REQUIRED_ITEM_FIELDS:
+            if name not in item:
+                return plans_missing_field(name)
+        if isinstance(item["metric"], dict):
+            for name in _REQUIRED_METRIC_FIELDS:
+                if name not in item["metric"]:
+                    return plans_missing_field(name)
+    violations: list[dict[str, str]] = []
+
+    def add(path: str, message: str) -> None:
+        violations.append({"fieldPath": path, "message": message})
+
+    for i, item in enumerate(items):
+        at = f"items[{i}]"
+        if not isinstance(item, dict):
+            add(at, "Значение должно быть типа object.")
+            continue
+        if not any(isinstance(item.get(d), str) and item[d].strip() for d in _DIMENSIONS):
+            add(
+                f"{at}.source", "Должно быть заполнено одно или несколько из полей: " + ", ".join(_DIMENSIONS)
+            )
+        parsed = {}
+        for name in ("dateFrom", "dateTo"):
+            value = item[name]
+            if value is None or value == "":
+                add(f"{at}.{name}", _EMPTY)
+            elif (parsed_value := _plan_date(value)) is None:
+                add(f"{at}.{name}", _BAD_DATE)
+            else:
+                parsed[name] = parsed_value
+        if len(parsed) == 2 and parsed["dateFrom"] > parsed["dateTo"]:
+            add(f"{at}.dateFrom", "Значение dateFrom должно быть меньше или равно dateTo")
+        metric = item["metric"]
+        if not isinstance(metric, dict):
+            add(f"{at}.metric", "Значение должно быть типа object.")
+            continue
+        mtype, mname, mvalue = metric["type"], metric["name"], metric["value"]
+        type_ok = False
+        if mtype is None or mtype == "":
+            add(f"{at}.metric.type", _EMPTY)
+        elif not isinstance(mtype, str) or mtype not in METRIC_TYPES:
+            add(f"{at}.metric.type", _NOT_ALLOWED)
+        else:
+            type_ok = True
+        if mname is None or (isinstance(mname, str) and not mname.strip()):
+            add(f"{at}.metric.name", _EMPTY)
+        elif not isinstance(mname, str):
+            add(f"{at}.metric.name", "Значение должно быть типа string.")
+        elif type_ok:
+            allowed = METRIC_TYPES[mtype]
+            if allowed and mname not in allowed:
+                add(f"{at}.metric.name", _NOT_ALLOWED)
+            elif not allowed and mname in CALLTOUCH_METRIC_NAMES:
+                add(f"{at}.metric.name", _NOT_UNIQUE)
+        if mvalue is None:
+            add(f"{at}.metric.value", _EMPTY)
+        elif isinstance(mvalue, bool) or not isinstance(mvalue, int):
+            add(f"{at}.metric.value", "Значение должно быть типа int.")
+    return plans_violations(violations) if violations else None
+
+
+@router.post("/report-service/RestAPI/api/plans-import/add")
+async def plans_add(request: Request) -> Response:
+    """Validate and store a plans import; answer its ``importLogId``."""
+    st = _state(request)
+    site, error = _plans_auth(st, request)
+    if error is not None:
+        return error
+    raw = await request.body()
+    try:
+        body = json.loads(raw.decode("utf-8")) if raw.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        body = None
+    if body is None:
+        return plans_api_error(400, 1, "Синтаксическая ошибка JSON в запросе или запрос пустой")
+    error = validate_plans(body)
+    if error is not None:
+        return error
+    entry = PlansImport(
+        id=st.next_plans_id,
+        site_id=site or 0,
+        items=body["items"],
+        created_monotonic=time.monotonic(),
+        ends_in_error=st.faults.plans_status_error,
+    )
+    st.next_plans_id += 1
+    st.plans.append(entry)
+    return _json({"meta": [], "data": {"importLogId": entry.id}})
+
+
+@router.api_route("/report-service/RestAPI/api/plans-import/{import_id}/status", methods=["POST", "GET"])
+async def plans_status(import_id: str, request: Request) -> Response:
+    """Status of an import: ``in progress...`` then ``success`` (or ``error``), echoing the items."""
+    st = _state(request)
+    site, error = _plans_auth(st, request)
+    if error is not None:
+        return error
+    found = next(
+        (p for p in st.plans if import_id.isdigit() and p.id == int(import_id) and p.site_id == site), None
+    )
+    if found is None:
+        return plans_api_error(404, 2, f"Импорт с идентификатором {import_id} не найден")
+    status = found.status(st.config.plans_in_progress_seconds, time.monotonic())
+    return _json({"meta": [], "data": {"status": status, "items": found.items}})

@@ -1,0 +1,88 @@
+"""Error bodies exactly as each API answers them (or as documented in the README where unknown)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi.responses import JSONResponse, Response
+
+CALLTOUCH_429_TEXT = "Too Many Requests"
+POINTS_EXHAUSTED = {"type": "pointsLimitExceeded", "message": "Дневной лимит баллов API исчерпан"}
+NGINX_503 = (
+    "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
+    "<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
+class JSONUtf8Response(JSONResponse):
+    """JSON with non-ASCII text kept as UTF-8 (as both real APIs send Cyrillic)."""
+
+    media_type = "application/json;charset=UTF-8"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def metrika_body(status: int, error_type: str, message: str, location: str | None = None) -> dict[str, Any]:
+    """Metrika's error document: ``{"errors": [{error_type, message[, location]}], "code", "message"}``."""
+    err: dict[str, Any] = {"error_type": error_type, "message": message}
+    if location is not None:
+        err["location"] = location
+    return {"errors": [err], "code": status, "message": message}
+
+
+def metrika_error(
+    status: int,
+    error_type: str,
+    message: str,
+    location: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A Metrika error response."""
+    return JSONUtf8Response(
+        metrika_body(status, error_type, message, location), status_code=status, headers=headers
+    )
+
+
+def calltouch_message(status: int, message: str) -> Response:
+    """A calls-service error (``{"message": ...}``): the real body is undocumented, see README."""
+    return JSONUtf8Response({"message": message}, status_code=status)
+
+
+def plans_api_error(status: int, code: int, message: str) -> Response:
+    """report-service ``apiError`` body (seed 001, error 2)."""
+    return JSONUtf8Response(
+        {
+            "meta": [],
+            "data": {
+                "type": "apiError",
+                "apiErrorData": {"errorCode": code, "errorMessage": message, "errorDescription": None},
+                "validationErrorData": None,
+            },
+        },
+        status_code=status,
+    )
+
+
+def plans_violations(violations: list[dict[str, str]]) -> Response:
+    """report-service ``validationError`` body (seed 001, errors 3, 4 and 6)."""
+    return JSONUtf8Response(
+        {
+            "meta": [],
+            "data": {
+                "type": "validationError",
+                "apiErrorData": None,
+                "validationErrorData": {"violations": violations},
+            },
+        },
+        status_code=400,
+    )
+
+
+def plans_missing_field(name: str) -> Response:
+    """report-service "missing required field" body (seed 001, error 5)."""
+    return JSONUtf8Response(
+        {"meta": [], "data": {"message": f'В запросе не указано обязательное поле "{name}"'}}, status_code=400
+    )

@@ -1,0 +1,236 @@
+"""Limits and faults, as a raw ASGI wrapper around the FastAPI app.
+
+It must be the outermost ASGI callable (uvicorn calls it directly) because two faults need the
+TCP transport: ``drop_connection`` closes the socket before any byte of the response, and
+``truncate_body`` sends the headers (with the full ``Content-Length``) and half of the body, then
+closes. The transport is reached through uvicorn's ``RequestResponseCycle``: the ``send``
+callable uvicorn hands to the app is that object's bound method. Clients see exactly what a
+broken network shows them: ``requests`` raises ``ConnectionError`` / ``ChunkedEncodingError``,
+aiohttp ``ServerDisconnectedError`` / ``ClientPayloadError``.
+
+Order per API request: count it -> rate limit / quota (429, not counted in the window) ->
+Calltouch points (429 ``pointsLimitExceeded``) -> latency -> drop / 429 burst / 5xx faults ->
+the app -> lost or truncated response faults. ``/_sandbox/*`` is never limited nor faulted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from sandbox.errors import CALLTOUCH_429_TEXT, NGINX_503, POINTS_EXHAUSTED, metrika_body
+from sandbox.state import SandboxState
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def classify(path: str) -> tuple[str | None, str]:
+    """``(api, endpoint)`` of a request path; api is "calltouch", "metrika" or None."""
+    if path.startswith("/calls-service/"):
+        if path.rstrip("/").endswith("/requests"):
+            return "calltouch", "requests"
+        return "calltouch", "calls" if "/calls-diary/calls" in path else "calltouch_other"
+    if path.startswith("/report-service/"):
+        if path.rstrip("/").endswith("/add"):
+            return "calltouch", "plans_add"
+        return "calltouch", "plans_status" if path.rstrip("/").endswith("/status") else "calltouch_other"
+    if path.startswith("/management/"):
+        for name in ("upload_calls", "calls_uploadings", "calls_uploading"):
+            if f"/{name}" in path:
+                return "metrika", name
+        return "metrika", "metrika_other"
+    return None, ""
+
+
+def _abort(send: Send) -> None:
+    """Close the client's TCP connection now, without (the rest of) a response."""
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None:  # not uvicorn's h11/httptools cycle: let the server close it
+        raise ConnectionAbortedError("sandbox fault: connection dropped")
+    cycle.disconnected = True  # uvicorn then neither sends a 500 nor logs "no response"
+    transport.close()
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    headers += extra or []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class SandboxMiddleware:
+    """Applies rate limits, the points budget and faults to API requests (see module doc)."""
+
+    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api, endpoint = classify(scope["path"])
+        if api is None:
+            await self.app(scope, receive, send)
+            return
+        st = self.state
+        st.counters.total += 1
+        st.counters.by_api[api] = st.counters.by_api.get(api, 0) + 1
+        st.counters.by_endpoint[endpoint] = st.counters.by_endpoint.get(endpoint, 0) + 1
+        cfg = st.config
+        client = scope.get("client")
+        ip = client[0] if client else "unknown"
+        now = time.monotonic()
+        faults = st.faults if st.faults.applies_to(api) else None
+        retry_after = str(st.faults.retry_after)
+
+        async def reply(
+            status: int, body: bytes, ctype: str, extra: list[tuple[bytes, bytes]] | None = None
+        ) -> None:
+            key = str(status)
+            st.counters.by_status[key] = st.counters.by_status.get(key, 0) + 1
+            await _respond(send, status, body, ctype, extra)
+
+        async def reply_429_rate() -> None:
+            if api == "calltouch":
+                await reply(
+                    429,
+                    CALLTOUCH_429_TEXT.encode(),
+                    "text/plain; charset=utf-8",
+                    [(b"retry-after", retry_after.encode())],
+                )
+            else:
+                msg = "Quota exceeded: quota_requests_by_ip (too many requests per second from this IP)"
+                await reply(
+                    429,
+                    _json(metrika_body(429, "quota", msg)),
+                    "application/json; charset=utf-8",
+                    [(b"retry-after", retry_after.encode())],
+                )
+
+        token = ""
+        in_flight: dict[str, int] = {}
+        if api == "calltouch":
+            if not st.calltouch_window.admit(ip, cfg.calltouch_rps, now):
+                await reply_429_rate()
+                return
+            if st.points_exhausted():
+                await reply(429, _json(POINTS_EXHAUSTED), "application/json; charset=utf-8")
+                return
+        else:
+            for name, value in scope.get("headers", []):
+                if name == b"authorization":
+                    token = value.decode("latin-1").strip()
+            if not st.metrika_window.has_room(ip, cfg.metrika_rps, now):
+                await reply_429_rate()
+                return
+            if st.metrika_in_flight.get(token, 0) >= cfg.metrika_parallel:
+                msg = "Quota exceeded: quota_parallel_requests (too many parallel requests for this user)"
+                await reply(
+                    429,
+                    _json(metrika_body(429, "quota", msg)),
+                    "application/json; charset=utf-8",
+                    [(b"retry-after", retry_after.encode())],
+                )
+                return
+            st.metrika_window.admit(ip, cfg.metrika_rps, now)
+            in_flight = st.metrika_in_flight  # a reset during the request swaps the dict: keep this one
+            in_flight[token] = in_flight.get(token, 0) + 1
+        try:
+            await self._faulted(scope, receive, send, api, endpoint, faults, reply, reply_429_rate)
+        finally:
+            if api == "metrika":
+                in_flight[token] -= 1
+
+    async def _faulted(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        api: str,
+        endpoint: str,
+        faults: Any,
+        reply: Callable[..., Awaitable[None]],
+        reply_429: Callable[[], Awaitable[None]],
+    ) -> None:
+        st = self.state
+        mode = ""
+        if faults is not None:
+            if faults.latency:
+                await asyncio.sleep(faults.latency)
+            if faults.drop_connection > 0:
+                faults.drop_connection -= 1
+                st.counters.by_status["dropped"] = st.counters.by_status.get("dropped", 0) + 1
+                _abort(send)
+                return
+            if faults.burst_429 > 0:
+                faults.burst_429 -= 1
+                await reply_429()
+                return
+            fail = False
+            if faults.fail_5xx > 0:
+                faults.fail_5xx -= 1
+                fail = True
+            elif faults.fail_5xx_rate and st.fault_rng.random() < faults.fail_5xx_rate:
+                fail = True
+            if fail:
+                if api == "calltouch":
+                    await reply(503, NGINX_503.encode(), "text/html")
+                else:
+                    body = metrika_body(503, "backend_error", "Service is temporarily unavailable")
+                    await reply(503, _json(body), "application/json; charset=utf-8")
+                return
+            if endpoint == "upload_calls" and scope["method"] == "POST" and faults.lose_upload_response > 0:
+                faults.lose_upload_response -= 1
+                mode = "lose"
+            elif faults.truncate_body > 0:
+                faults.truncate_body -= 1
+                mode = "truncate"
+
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                key = str(status)
+                st.counters.by_status[key] = st.counters.by_status.get(key, 0) + 1
+                if api == "calltouch" and 200 <= status < 300:
+                    st.spend_point()
+                if not mode:
+                    await send(message)
+                else:
+                    start.update(message)
+                return
+            if not mode:
+                await send(message)
+            else:
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        if mode == "lose":
+            st.counters.by_status["lost"] = st.counters.by_status.get("lost", 0) + 1
+            _abort(send)
+        elif mode == "truncate":
+            body = b"".join(chunks)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send(
+                {"type": "http.response.start", "status": start.get("status", 200), "headers": headers}
+            )
+            await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+            _abort(send)
+
+
+def _json(doc: Any) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
