@@ -1,0 +1,197 @@
+"""PlansImportStatusTrigger: waits in the triggerer until Calltouch plans imports are finished.
+
+Calltouch answers ``plans-import/add`` with an ``importLogId`` at once and imports later; the status
+(``plans-import/{id}/status``) is ``in progress...`` (literally, with the dots), then ``success`` or
+``error`` (seed 001). One trigger watches every import of one task (one per batch of 100 rows).
+
+Contract (docs/design.md "Triggers"): only primitives in (conn id, site id, ids, intervals, deadline as
+epoch seconds), polls with growing intervals, stops on permanent errors, idempotent on restart (it only
+reads statuses; ``deadline`` is absolute, so a restart does not extend the wait).
+
+Events (exactly one, then the trigger returns):
+
+* ``{"status": "success", "statuses": {"<id>": "success", ...}}`` once every import succeeded;
+* ``{"status": "failed", "statuses": {...}, "failed": [ids], "pending": [ids], "message"}`` after a
+  round of polls in which Calltouch reported ``error`` (or an unknown status) for some import; every
+  unfinished import is polled in each round, so all failures known at that moment are named;
+* ``{"status": "timeout", "statuses": {...}, "pending": [ids], "message"}`` at the deadline;
+* ``{"status": "error", "statuses": {...}, "message"}`` on a permanent API error (bad token, unknown
+  import) or after ``max_consecutive_errors`` transient failures in a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+__all__ = [
+    "STATUS_ERROR",
+    "STATUS_IN_PROGRESS",
+    "STATUS_SUCCESS",
+    "PlansImportStatusTrigger",
+    "is_permanent_error",
+]
+
+STATUS_SUCCESS = "success"
+STATUS_IN_PROGRESS = "in progress..."
+STATUS_ERROR = "error"
+
+
+def is_permanent_error(exc: BaseException) -> bool:
+    """True for errors that polling again cannot fix: authentication, validation, 4xx (not 429)."""
+    from calltouch_metrika.exceptions import AuthenticationError, ValidationError
+
+    if isinstance(exc, AuthenticationError | ValidationError):
+        return True
+    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+    return status in (400, 401, 403, 404)
+
+
+class PlansImportStatusTrigger(BaseTrigger):
+    """Poll ``plans-import/{id}/status`` for every id until all succeed, one fails, or the deadline passes.
+
+    :param calltouch_conn_id: the Calltouch connection id.
+    :param site_id: the Calltouch site (``SiteId`` header); None: the connection's extra ``site_id``.
+    :param import_log_ids: the imports to watch.
+    :param poll_interval: seconds before the first poll; each next wait is ``backoff`` times longer.
+    :param max_poll_interval: the longest wait between two polls.
+    :param deadline: epoch seconds after which the trigger reports ``timeout`` (None: wait forever).
+    :param backoff: growth factor of the wait between polls.
+    :param max_consecutive_errors: transient errors in a row tolerated before giving up.
+    """
+
+    def __init__(
+        self,
+        *,
+        calltouch_conn_id: str,
+        site_id: int | None,
+        import_log_ids: list[int],
+        poll_interval: float = 5.0,
+        max_poll_interval: float = 300.0,
+        deadline: float | None = None,
+        backoff: float = 1.5,
+        max_consecutive_errors: int = 10,
+    ) -> None:
+        super().__init__()
+        self.calltouch_conn_id = calltouch_conn_id
+        self.site_id = None if site_id is None else int(site_id)
+        self.import_log_ids = [int(i) for i in import_log_ids]
+        self.poll_interval = float(poll_interval)
+        self.max_poll_interval = float(max_poll_interval)
+        self.deadline = None if deadline is None else float(deadline)
+        self.backoff = float(backoff)
+        self.max_consecutive_errors = int(max_consecutive_errors)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Classpath and every init argument (primitives only)."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "calltouch_conn_id": self.calltouch_conn_id,
+                "site_id": self.site_id,
+                "import_log_ids": list(self.import_log_ids),
+                "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
+                "deadline": self.deadline,
+                "backoff": self.backoff,
+                "max_consecutive_errors": self.max_consecutive_errors,
+            },
+        )
+
+    def _get_async_hook(self) -> Any:
+        """The async Calltouch hook (built inside the triggerer's event loop)."""
+        from calltouch_metrika.hooks.calltouch import CalltouchAsyncHook
+
+        return CalltouchAsyncHook(self.calltouch_conn_id, site_id=self.site_id)
+
+    def intervals(self) -> Iterator[float]:
+        """The waits between polls: ``poll_interval * backoff**n``, capped at ``max_poll_interval``."""
+        wait = max(self.poll_interval, 0.0)
+        while True:
+            yield min(wait, self.max_poll_interval)
+            wait = wait * self.backoff if wait > 0 else 0.0
+
+    def _where(self) -> str:
+        return (
+            f"site {self.site_id}" if self.site_id is not None else f"connection {self.calltouch_conn_id!r}"
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Sleep, poll every unfinished import, repeat; yield exactly one event, then return."""
+        hook = self._get_async_hook()
+        statuses: dict[str, str] = {str(i): STATUS_IN_PROGRESS for i in self.import_log_ids}
+        waits = self.intervals()
+        errors = 0
+        while True:
+            wait = next(waits)
+            if self.deadline is not None:
+                wait = max(0.0, min(wait, self.deadline - time.time()))
+            await asyncio.sleep(wait)
+            try:
+                for import_log_id in self.import_log_ids:
+                    if statuses[str(import_log_id)] != STATUS_IN_PROGRESS:
+                        continue
+                    data = await hook.plans_import_status(import_log_id)
+                    statuses[str(import_log_id)] = str((data or {}).get("status", ""))
+                errors = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_permanent_error(exc):
+                    yield TriggerEvent(
+                        {
+                            "status": "error",
+                            "statuses": statuses,
+                            "message": f"plans import status on {self._where()}: {type(exc).__name__}: {exc}",
+                        }
+                    )
+                    return
+                errors += 1
+                self.log.warning(
+                    "plans import status poll failed (%d in a row): %s: %s", errors, type(exc).__name__, exc
+                )
+                if errors >= self.max_consecutive_errors:
+                    yield TriggerEvent(
+                        {
+                            "status": "error",
+                            "statuses": statuses,
+                            "message": f"plans import status on {self._where()}: {errors} polls failed in a "
+                            f"row, the last with {type(exc).__name__}: {exc}",
+                        }
+                    )
+                    return
+                continue
+            self.log.info("plans imports on %s: %s", self._where(), statuses)
+            failed = [int(i) for i, s in statuses.items() if s not in (STATUS_SUCCESS, STATUS_IN_PROGRESS)]
+            pending = [int(i) for i, s in statuses.items() if s == STATUS_IN_PROGRESS]
+            if failed:
+                yield TriggerEvent(
+                    {
+                        "status": "failed",
+                        "statuses": statuses,
+                        "failed": failed,
+                        "pending": pending,
+                        "message": f"Calltouch reports import(s) {', '.join(map(str, failed))} on "
+                        f"{self._where()} as {sorted({statuses[str(i)] for i in failed})}",
+                    }
+                )
+                return
+            if not pending:
+                yield TriggerEvent({"status": "success", "statuses": statuses})
+                return
+            if self.deadline is not None and time.time() >= self.deadline:
+                yield TriggerEvent(
+                    {
+                        "status": "timeout",
+                        "statuses": statuses,
+                        "pending": pending,
+                        "failed": failed,
+                        "message": f"import(s) {', '.join(map(str, pending))} on {self._where()} still "
+                        f"{STATUS_IN_PROGRESS!r} at the deadline",
+                    }
+                )
+                return
