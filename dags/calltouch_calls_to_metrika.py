@@ -1,0 +1,124 @@
+"""Calltouch calls -> Yandex Metrika offline calls: one DAG per pipeline in ``include/config/pipelines.yaml``.
+
+Each DAG, ``calltouch_calls_to_metrika__<name>``, runs ``extract >> upload >> wait`` once per local day
+(its data interval, in the pipeline's time zone). Catchup is on, so backfills from the UI and
+``airflow backfill create`` just work; re-running a day never uploads it twice.
+
+This file only reads the configuration and wires operators: no API calls, no pandas at parse time.
+An invalid configuration raises ``ConfigError`` here, which Airflow shows as this file's import error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pendulum
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+
+from calltouch_metrika.config import Pipeline, load_config
+from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
+from calltouch_metrika.operators.metrika import MetrikaUploadCallsOperator
+from calltouch_metrika.sensors.metrika import UploadStatusSensor
+
+DOC_MD = """
+### Calltouch calls → Yandex Metrika ({name})
+
+Every day (cron `{schedule}`, {timezone}) this DAG sends the previous local day's calls of Calltouch
+site **{site_id}** to Metrika counter **{counter_id}** as offline calls.
+
+1. **extract** — the day's calls through the Calltouch API, written as Parquet to
+   `{storage_root}/calltouch/calls/site={site_id}/date=YYYY-MM-DD/calls.parquet`.
+2. **upload** — the calls turned into Metrika's calls CSV (identifier `{identifier}` from `{field}`);
+   calls that cannot be uploaded go to `metrika/rejects/…` with a reason. Uploaded with the comment
+   `calltouch-metrika {name} site {site_id} <day>`; if that comment already exists in Metrika the
+   existing upload is reused, so retries and re-runs never upload a day twice.
+3. **wait** — waits (deferred) until Metrika reports `PROCESSED`; `LINKAGE_FAILURE` → **{on_linkage_failure}**.
+
+Trigger with **dry_run** to build and check the CSV without uploading; with **force_reupload**
+to upload again even if this day was already uploaded.
+"""
+
+
+def build_dag(pipeline: Pipeline) -> DAG:
+    """The calls DAG of one pipeline."""
+    tz = pendulum.timezone(pipeline.timezone)
+    start = datetime(pipeline.start_date.year, pipeline.start_date.month, pipeline.start_date.day, tzinfo=tz)
+    with DAG(
+        dag_id=pipeline.dag_id,
+        description=f"Calltouch site {pipeline.site_id} calls -> Metrika counter {pipeline.counter_id}",
+        schedule=CronDataIntervalTimetable(pipeline.schedule, timezone=pipeline.timezone),
+        start_date=start,
+        catchup=True,
+        max_active_runs=pipeline.max_active_runs,
+        default_args={
+            "owner": pipeline.owner,
+            "retries": pipeline.retries,
+            "retry_delay": timedelta(minutes=5),
+            "retry_exponential_backoff": True,
+        },
+        params={
+            "dry_run": Param(
+                False, type="boolean", description="Build and validate the CSV; upload nothing."
+            ),
+            "force_reupload": Param(
+                False, type="boolean", description="Upload again even if this day was already uploaded."
+            ),
+        },
+        tags=list(pipeline.dag_tags),
+        doc_md=DOC_MD.format(
+            name=pipeline.name,
+            schedule=pipeline.schedule,
+            timezone=pipeline.timezone,
+            site_id=pipeline.site_id,
+            counter_id=pipeline.counter_id,
+            storage_root=pipeline.storage_root,
+            identifier=pipeline.identifier.type,
+            field=pipeline.identifier.field,
+            on_linkage_failure=pipeline.on_linkage_failure,
+        ),
+    ) as dag:
+        extract_kwargs = {"pool": pipeline.pool} if pipeline.pool else {}
+        extract = CalltouchExtractOperator(
+            task_id="extract",
+            kind="calls",
+            calltouch_conn_id=pipeline.calltouch_conn_id,
+            site_id=pipeline.site_id,
+            api_params=dict(pipeline.filters),
+            storage_root=pipeline.storage_root,
+            hash_phone_numbers=pipeline.hash_phone_numbers,
+            timezone=pipeline.timezone,
+            **extract_kwargs,
+        )
+        upload = MetrikaUploadCallsOperator(
+            task_id="upload",
+            pipeline=pipeline.name,
+            extract=extract.output,
+            metrika_conn_id=pipeline.metrika_conn_id,
+            counter_id=pipeline.counter_id,
+            timezone=pipeline.timezone,
+            identifier=pipeline.identifier.type,
+            identifier_field=pipeline.identifier.field or "yaClientId",
+            price_mode=pipeline.price.mode,
+            price=pipeline.price.value,
+            currency=pipeline.price.currency,
+            include_tags=pipeline.tags.enabled,
+            new_goal_name=pipeline.new_goal_name,
+            storage_root=pipeline.storage_root,
+            dry_run="{{ params.dry_run }}",
+            force_reupload="{{ params.force_reupload }}",
+        )
+        wait = UploadStatusSensor(
+            task_id="wait",
+            counter_id=pipeline.counter_id,
+            upload=upload.output,
+            metrika_conn_id=pipeline.metrika_conn_id,
+            on_linkage_failure=pipeline.on_linkage_failure,
+            poke_interval=pipeline.status_poll_seconds,
+            timeout=pipeline.status_timeout_hours * 3600,
+        )
+        extract >> upload >> wait
+    return dag
+
+
+for _pipeline in load_config().pipelines:
+    globals()[_pipeline.dag_id] = build_dag(_pipeline)

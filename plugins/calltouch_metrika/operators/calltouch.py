@@ -1,0 +1,212 @@
+"""CalltouchExtractOperator: one site's calls (or requests) of an interval, stored as Parquet per local day.
+
+Why store before transforming: the raw day is kept (re-transformable, auditable), the upload task
+reads it back, and a re-run of the day replaces exactly its own partition (``storage.atomic_write``).
+The hook does the HTTP (pages, retries, rate limits, masking); this operator only chooses the days,
+calls the hook, converts the records to Arrow and writes the files.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from airflow.sdk import BaseOperator
+
+from calltouch_metrika import storage
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+PHONE_SALT_VARIABLE = "calltouch_metrika_phone_salt"
+
+
+def as_date(value: Any, what: str) -> date:
+    """A ``date`` from a date, a datetime or an ISO ``YYYY-MM-DD`` string (rendered templates are strings)."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip()[:10])
+    except ValueError:
+        raise ValueError(f"{what} must be a date like 2026-11-24, got {value!r}") from None
+
+
+def local_interval(context: Mapping[str, Any], tz_name: str) -> tuple[date, date]:
+    """The run's local days ``[from, to)`` in ``tz_name``.
+
+    From the data interval when the run has one (scheduled runs, backfills, ``dags test DATE``); a
+    manual run without a logical date has none, and then the local day before ``run_after`` is used.
+    """
+    import pendulum
+
+    tz = pendulum.timezone(tz_name)
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if start is not None and end is not None:
+        d_from = pendulum.instance(start).in_timezone(tz).date()
+        d_to = pendulum.instance(end).in_timezone(tz).date()
+        if d_to <= d_from:  # an interval shorter than a day still means "that day"
+            d_to = d_from + timedelta(days=1)
+        return d_from, d_to
+    dag_run = context.get("dag_run")
+    run_after = getattr(dag_run, "run_after", None) or pendulum.now("UTC")
+    today = pendulum.instance(run_after).in_timezone(tz).date()
+    return today - timedelta(days=1), today
+
+
+def _hook_params(params: Any) -> dict[str, Any]:
+    """The hook parameters from ``params``: only this task's own entries, not the DAG's Params.
+
+    Airflow merges the DAG's ``params`` (e.g. ``dry_run``) into every operator's ``params`` argument;
+    entries whose source is the task are the ones passed to this operator.
+    """
+    if not params:
+        return {}
+    get_param = getattr(params, "get_param", None)
+    if get_param is None:
+        return dict(params)
+    out = {}
+    for key in params:
+        p = get_param(key)
+        if getattr(p, "source", "task") == "task":
+            out[key] = p.value
+    return out
+
+
+class CalltouchExtractOperator(BaseOperator):
+    """Extract Calltouch calls (or requests) of the run's local days to Parquet, one file per day.
+
+    Writes ``{storage_root}/calltouch/{kind}/site={site_id}/date={YYYY-MM-DD}/{kind}.parquet`` and returns
+    ``{"path", "paths", "days", "rows", "rows_by_day", "site_id", "kind", "date_from", "date_to"}``
+    (``path`` is the first day's file, ``date_to`` is exclusive, as the interval's end).
+
+    :param kind: ``"calls"`` (calls diary) or ``"requests"`` (requests journal).
+    :param calltouch_conn_id: the Calltouch connection id.
+    :param site_id: the Calltouch site id.
+    :param date_from: first local day (templated; default: the run's data interval, local dates).
+    :param date_to: day after the last one (exclusive; templated; default: as ``date_from``).
+    :param api_params: hook parameters, snake_case (``target_only=True``, ``with_call_tags=True``...).
+    :param params: the same as ``api_params`` (the documented contract); the DAG's own Params
+        that Airflow merges in are ignored.
+    :param storage_root: path or fsspec URL of the storage root.
+    :param hash_phone_numbers: store phone numbers as salted SHA-256 (salt: Airflow Variable
+        ``calltouch_metrika_phone_salt``).
+    :param timezone: the site's time zone, which defines the local day.
+    """
+
+    template_fields: Sequence[str] = ("date_from", "date_to", "site_id", "storage_root", "api_params")
+    template_fields_renderers: ClassVar[dict[str, str]] = {"api_params": "json"}
+    ui_color = "#dff0d8"
+
+    def __init__(
+        self,
+        *,
+        kind: Literal["calls", "requests"] = "calls",
+        calltouch_conn_id: str = "calltouch_default",
+        site_id: int | str,
+        date_from: str | date | None = None,
+        date_to: str | date | None = None,
+        api_params: dict[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        storage_root: str,
+        hash_phone_numbers: bool = False,
+        timezone: str = "Europe/Moscow",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(params=params, **kwargs)
+        if kind not in ("calls", "requests"):
+            raise ValueError(f"kind must be 'calls' or 'requests', got {kind!r}")
+        self.kind = kind
+        self.calltouch_conn_id = calltouch_conn_id
+        self.site_id = site_id
+        self.date_from = date_from
+        self.date_to = date_to
+        self.api_params = dict(api_params) if api_params is not None else _hook_params(params)
+        self.storage_root = storage_root
+        self.hash_phone_numbers = hash_phone_numbers
+        self.timezone = timezone
+
+    def _days(self, context: Context) -> list[date]:
+        d_from, d_to = local_interval(context, self.timezone)
+        if self.date_from not in (None, ""):
+            d_from = as_date(self.date_from, "date_from")
+            d_to = d_from + timedelta(days=1)
+        if self.date_to not in (None, ""):
+            d_to = as_date(self.date_to, "date_to")
+        if d_to <= d_from:
+            raise ValueError(f"date_to ({d_to}) must be after date_from ({d_from}); date_to is exclusive")
+        return [d_from + timedelta(days=i) for i in range((d_to - d_from).days)]
+
+    def _phone_salt(self) -> str:
+        from airflow.sdk import Variable
+        from airflow.sdk.log import mask_secret
+
+        salt = Variable.get(PHONE_SALT_VARIABLE, default="")
+        if salt:
+            mask_secret(salt)
+        else:
+            self.log.warning(
+                "hash_phone_numbers is on but the Variable %r is empty: hashes are unsalted and a "
+                "phone number can be recovered from its hash by brute force. Set the Variable.",
+                PHONE_SALT_VARIABLE,
+            )
+        return salt
+
+    def _to_table(self, records: list[dict[str, Any]], salt: str) -> Any:
+        if self.kind == "calls":
+            from calltouch_metrika.transforms.records import calls_to_table
+
+            return calls_to_table(records, hash_phone_numbers=self.hash_phone_numbers, phone_salt=salt)
+        from calltouch_metrika.transforms.requests import requests_to_table
+
+        return requests_to_table(records)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Fetch each local day through the hook and write its Parquet partition; return the paths."""
+        import pyarrow.parquet as pq
+
+        from calltouch_metrika.hooks.calltouch import CalltouchHook
+
+        site_id = int(self.site_id)
+        days = self._days(context)
+        hook = CalltouchHook(self.calltouch_conn_id, site_id=site_id)
+        salt = self._phone_salt() if self.hash_phone_numbers and self.kind == "calls" else ""
+        fetch = hook.get_calls if self.kind == "calls" else hook.get_requests
+        paths: list[str] = []
+        rows_by_day: dict[str, int] = {}
+        for day in days:
+            records = fetch(day, day, **self.api_params)
+            table = self._to_table(records, salt)
+            buf = io.BytesIO()
+            pq.write_table(table, buf, compression="zstd")
+            path = storage.extract_path(self.storage_root, self.kind, site_id, day)
+            storage.atomic_write_bytes(path, buf.getvalue())
+            paths.append(str(path))
+            rows_by_day[day.isoformat()] = table.num_rows
+            self.log.info("Site %s, %s: %d %s -> %s", site_id, day, table.num_rows, self.kind, path)
+        total = sum(rows_by_day.values())
+        self.log.info(
+            "Extract summary: site %s, %s %s..%s: %d %s in %d file(s)%s",
+            site_id,
+            self.kind,
+            days[0],
+            days[-1],
+            total,
+            self.kind,
+            len(paths),
+            " (phone numbers hashed)" if self.hash_phone_numbers and self.kind == "calls" else "",
+        )
+        return {
+            "path": paths[0],
+            "paths": paths,
+            "days": [d.isoformat() for d in days],
+            "rows": total,
+            "rows_by_day": rows_by_day,
+            "site_id": site_id,
+            "kind": self.kind,
+            "date_from": days[0].isoformat(),
+            "date_to": (days[-1] + timedelta(days=1)).isoformat(),
+        }

@@ -1,0 +1,122 @@
+"""DAG integrity: every DAG file imports cleanly, fast, without pandas, and every DAG follows the house rules.
+
+Parsing happens in subprocesses where it matters (import time, ``sys.modules``), so this test process's
+own imports cannot hide a heavy import in a DAG file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
+CALLS_DAG_FILE = DAGS / "calltouch_calls_to_metrika.py"
+
+pytestmark = pytest.mark.airflow
+
+
+def _bag(dag_folder: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    # never include_examples (TypeError in 3.3); examples are off via AIRFLOW__CORE__LOAD_EXAMPLES
+    return DagBag(dag_folder=str(dag_folder))
+
+
+def test_every_dag_file_imports_without_errors() -> None:
+    bag = _bag(DAGS)
+    assert not bag.import_errors, "\n".join(f"{k}:\n{v}" for k, v in bag.import_errors.items())
+    assert bag.dags, "no DAG found in dags/"
+
+
+def test_every_dag_has_owner_tags_retries_and_explicit_schedule() -> None:
+    bag = _bag(DAGS)
+    for dag_id, dag in bag.dags.items():
+        assert dag.tags, f"{dag_id}: no tags"
+        assert dag.doc_md, f"{dag_id}: no doc_md"
+        for task in dag.tasks:
+            assert task.owner and task.owner != "airflow", f"{dag_id}.{task.task_id}: default owner"
+            assert task.retries >= 1, f"{dag_id}.{task.task_id}: no retries"
+
+
+def test_calls_dags_follow_the_pipelines() -> None:
+    from airflow.sdk import CronDataIntervalTimetable
+
+    from calltouch_metrika.config import load_config
+
+    bag = _bag(CALLS_DAG_FILE)
+    pipelines = load_config().pipelines
+    assert sorted(bag.dags) == sorted(p.dag_id for p in pipelines)
+    for p in pipelines:
+        dag = bag.dags[p.dag_id]
+        assert isinstance(dag.timetable, CronDataIntervalTimetable)
+        assert dag.timetable.expression == p.schedule
+        assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == p.timezone
+        assert dag.catchup is True
+        assert dag.max_active_runs == p.max_active_runs
+        assert [t.task_id for t in dag.topological_sort()] == ["extract", "upload", "wait"]
+        assert set(dag.params) >= {"dry_run", "force_reupload"}
+        assert dag.params["dry_run"] is False and dag.params["force_reupload"] is False
+        assert dag.tasks[0].owner == p.owner and dag.tasks[0].retries == p.retries
+        assert dag.get_task("wait").deferrable is True
+        assert set(dag.tags) == set(p.dag_tags)
+
+
+_PROBE = textwrap.dedent(
+    """
+    import importlib.util, json, sys, time
+    import airflow.sdk  # Airflow itself is loaded by every parser anyway; time only the file
+    path = sys.argv[1]
+    spec = importlib.util.spec_from_file_location("probe_dag", path)
+    module = importlib.util.module_from_spec(spec)
+    t0 = time.perf_counter()
+    spec.loader.exec_module(module)
+    elapsed = time.perf_counter() - t0
+    heavy = sorted(m for m in ("pandas", "pyarrow", "numpy", "phonenumbers") if m in sys.modules)
+    print(json.dumps({"elapsed": elapsed, "heavy": heavy}))
+    """
+)
+
+
+def _probe(path: Path, env: dict[str, str] | None = None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_dag_file_parses_fast_and_imports_no_pandas(path: Path) -> None:
+    result = _probe(path)
+    assert result["heavy"] == [], f"{path.name} imports {result['heavy']} at parse time"
+    assert result["elapsed"] < 1.0, f"{path.name} took {result['elapsed']:.2f}s to parse"
+
+
+def test_invalid_config_is_the_dag_files_import_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text(
+        "pipelines:\n  - {name: broken, site_id: 10001, counter_id: 20001, start_date: 2026-11-01, "
+        "price: {mode: fixd}}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(cfg))
+    bag = _bag(CALLS_DAG_FILE)
+    assert not bag.dags
+    (message,) = bag.import_errors.values()
+    assert "pipelines.yaml: pipeline 'broken': key 'price.mode'" in message

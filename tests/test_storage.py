@@ -1,0 +1,71 @@
+"""The storage layout (docs/design.md "Datasets on storage") and atomic writes."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from calltouch_metrika import storage
+
+
+def test_layout_for_a_local_root(tmp_path: Path) -> None:
+    root = str(tmp_path / "data")
+    d = date(2026, 11, 23)
+    base = (tmp_path / "data").resolve()
+    assert (
+        storage.calls_path(root, 10001, d).path
+        == f"{base}/calltouch/calls/site=10001/date=2026-11-23/calls.parquet"
+    )
+    assert (
+        storage.requests_path(root, 10001, "2026-11-23").path
+        == f"{base}/calltouch/requests/site=10001/date=2026-11-23/requests.parquet"
+    )
+    assert (
+        storage.metrika_csv_path(root, 20001, d, "demo").path
+        == f"{base}/metrika/calls_csv/counter=20001/date=2026-11-23/demo.csv"
+    )
+    assert (
+        storage.rejects_path(root, 20001, d, "demo").path
+        == f"{base}/metrika/rejects/counter=20001/date=2026-11-23/demo.parquet"
+    )
+    assert (
+        storage.plans_ledger_path(root, 10001, "ab" * 32).path
+        == f"{base}/calltouch/plans_ledger/site=10001/{'ab' * 32}.json"
+    )
+    assert str(storage.calls_path(root, 10001, d)).startswith("file://")
+
+
+def test_url_roots_keep_their_scheme() -> None:
+    assert str(storage.calls_path("s3://bucket/prefix", 1, date(2026, 1, 2))) == (
+        "s3://bucket/prefix/calltouch/calls/site=1/date=2026-01-02/calls.parquet"
+    )
+    assert storage.root_path("file:///tmp/x").path == "/tmp/x"
+
+
+def test_day_label() -> None:
+    assert storage.day_label(date(2026, 11, 23), date(2026, 11, 24)) == "2026-11-23"
+    assert storage.day_label(date(2026, 11, 20), date(2026, 11, 24)) == "2026-11-20..2026-11-23"
+
+
+def test_atomic_write_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    p = storage.calls_path(str(tmp_path), 1, date(2026, 11, 23))
+    storage.atomic_write_bytes(p, b"first")
+    storage.atomic_write_bytes(p, b"second")
+    assert p.read_bytes() == b"second"
+    assert [c.name for c in p.parent.iterdir()] == ["calls.parquet"]
+
+
+def test_atomic_write_failure_keeps_old_file(tmp_path: Path) -> None:
+    p = storage.calls_path(str(tmp_path), 1, date(2026, 11, 23))
+    storage.atomic_write_bytes(p, b"good")
+
+    def broken(fh) -> None:
+        fh.write(b"half")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        storage.atomic_write(p, broken)
+    assert p.read_bytes() == b"good"
+    assert [c.name for c in p.parent.iterdir()] == ["calls.parquet"]
