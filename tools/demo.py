@@ -211,9 +211,84 @@ def step_calls_to_metrika(demo: Demo) -> list[str]:
     return lines
 
 
+def step_plans_import(demo: Demo) -> list[str]:
+    """Run the plans DAG (forced, since the sandbox forgets imports between demos) and list the imports."""
+    proc = demo.airflow(
+        "dags",
+        "test",
+        "calltouch_plans_import",
+        "--conf",
+        json.dumps({"force": True}),
+        log_name="dags-test-plans.log",
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((demo.logs / "dags-test-plans.log").read_text(errors="replace").splitlines()[-40:])
+        raise RuntimeError(
+            f"`airflow dags test calltouch_plans_import` failed (exit {proc.returncode}):\n{tail}"
+        )
+    imports = demo.sandbox_state()["plans_imports"]
+    if not imports:
+        raise RuntimeError("the plans DAG succeeded but the sandbox received no plans import")
+    lines = ["Plan metrics -> Calltouch (DAG calltouch_plans_import)"]
+    lines += [
+        f"  import {i['id']}: site {i['site_id']}, {len(i['items'])} rows, final status {i['status']!r}"
+        for i in imports
+    ]
+    if any(i["status"] != "success" for i in imports):
+        raise RuntimeError("\n".join(lines))
+    return lines
+
+
+def step_requests_export(demo: Demo) -> list[str]:
+    """Run the requests export DAG for ``demo.day`` and list the requests dataset it wrote."""
+    from collections import Counter
+
+    import pyarrow.parquet as pq
+
+    from calltouch_metrika import storage
+
+    p = demo.pipeline
+    export = p.requests_export  # type: ignore[attr-defined]
+    if export is None or not export.enabled:
+        return [f"Requests export: off for pipeline {p.name!r} (set requests_export.enabled)"]  # type: ignore[attr-defined]
+    dag_id = f"calltouch_requests_export__{p.name}"  # type: ignore[attr-defined]
+    when = logical_date_for(demo.day, p.timezone, export.schedule or p.schedule)  # type: ignore[attr-defined]
+    proc = demo.airflow("dags", "test", dag_id, when, log_name="dags-test-requests.log")
+    if proc.returncode != 0:
+        tail = "\n".join(
+            (demo.logs / "dags-test-requests.log").read_text(errors="replace").splitlines()[-40:]
+        )
+        raise RuntimeError(
+            f"`airflow dags test {dag_id}` failed (exit {proc.returncode}); last lines:\n{tail}"
+        )
+    path = storage.requests_path(p.storage_root, p.site_id, demo.day)  # type: ignore[attr-defined]
+    table = pq.read_table(path.path)
+    site_dir = path.parent.parent
+    partitions = sorted(site_dir.glob("date=*/requests.parquet"), key=lambda f: f.parent.name)
+    subjects = Counter(s for s in table.column("subject").to_pylist() if s)
+    tags = Counter(t for names in table.column("tag_names").to_pylist() for t in names or ())
+    lines = [
+        f"Requests (leads) of site {p.site_id} -> dataset (DAG {dag_id}, Asset calltouch_requests__{p.name})",  # type: ignore[attr-defined]
+        f"  {site_dir.path}/  ({len(partitions)} partition(s))",
+        *(
+            f"    {f.parent.name}/requests.parquet  {pq.read_metadata(f.path).num_rows} rows"
+            for f in partitions
+        ),
+        f"  {demo.day}: {table.num_rows} requests x {table.num_columns} columns",
+        "  subjects: " + (", ".join(f"{k} {v}" for k, v in subjects.most_common(4)) or "none"),
+        "  tags: "
+        + (", ".join(f"{k} {v}" for k, v in tags.most_common(4)) or "none (with_request_tags off?)"),
+    ]
+    if table.num_rows == 0:
+        raise RuntimeError("\n".join([*lines, "  expected requests for a past day in the sandbox, got none"]))
+    return lines
+
+
 #: (name, step) pairs run in order after Airflow is ready; append your part's demo here.
 STEPS: list[tuple[str, Callable[[Demo], list[str]]]] = [
     ("calls to Metrika", step_calls_to_metrika),
+    ("plans into Calltouch", step_plans_import),
+    ("requests (leads) export", step_requests_export),
 ]
 
 
