@@ -38,6 +38,13 @@ class ValidationError(CalltouchMetrikaError, AirflowFailException):
         super().__init__("\n".join(lines))
 
 
+class NotFoundError(CalltouchMetrikaError, AirflowFailException):
+    """The API answered 404: the upload, import, site or counter does not exist (or the host is wrong).
+
+    Retrying does not help: check the id and the connection's host.
+    """
+
+
 class QuotaExceededError(CalltouchMetrikaError):
     """A rate limit or quota (HTTP 429, Calltouch's daily points) stayed exhausted after retries."""
 

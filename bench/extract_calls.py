@@ -1,0 +1,217 @@
+"""Benchmark: Calltouch calls extraction throughput against the 5 requests/s ceiling.
+
+Starts its own sandbox (``python -m sandbox`` on a free loopback port), gives every API response a
+latency (default 1 s), and extracts N days x M calls with :class:`CalltouchHook` twice in the same run:
+
+* **baseline**: one request at a time (``max_in_flight=1``), what a naive page loop achieves;
+* **concurrent**: the hook as shipped (pages 2..N of each day and the days themselves in flight
+  together, paced by the process-wide sliding-window limiter).
+
+It prints requests/s against the 5 requests/s ceiling and against the baseline, the 429s seen and
+the requests spent per 1000 calls, and exits non-zero if any request failed for good (or if the
+calls extracted are not the calls generated).
+
+    .venv/bin/python bench/extract_calls.py                  # 10 days x 20000 calls, 1 s latency
+    .venv/bin/python bench/extract_calls.py --days 3 --calls 5000 --latency 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SITE_ID = 10001
+TOKEN = "sandbox-ct-token"
+CEILING = 5.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict[str, Any]) -> None:
+    import requests
+
+    requests.post(url, json=body, timeout=30).raise_for_status()
+
+
+def start_sandbox(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Run ``python -m sandbox`` on a free port; return the process and its URL once healthy."""
+    import requests
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            if requests.get(f"{url}/_sandbox/health", timeout=1).ok:
+                return proc, url
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("sandbox did not start:\n" + log_path.read_text(errors="replace"))
+
+
+def warm_up(url: str, days: list[date]) -> None:
+    """Make the sandbox generate every day once (cheap limit=1 requests), so generation is not measured."""
+    import requests
+
+    for day in days:
+        while True:
+            r = requests.get(
+                f"{url}/calls-service/RestAPI/{SITE_ID}/calls-diary/calls",
+                params={"clientApiId": TOKEN, "dateFrom": day.strftime("%d/%m/%Y"),
+                        "dateTo": day.strftime("%d/%m/%Y"), "page": 1, "limit": 1},
+                timeout=120,
+            )  # fmt: skip
+            if r.status_code != 429:
+                r.raise_for_status()
+                break
+            time.sleep(0.3)
+    time.sleep(1.1)  # let the sandbox's rate window empty
+
+
+def run(hook_kwargs: dict[str, Any], days: list[date]) -> dict[str, Any]:
+    """Extract ``days`` with a fresh hook; return calls, requests, statuses and elapsed time."""
+    from calltouch_metrika.hooks.calltouch import CalltouchHook
+
+    hook = CalltouchHook(**hook_kwargs)
+    hook.site_id  # noqa: B018 - resolve the connection before the clock starts
+    start = time.perf_counter()
+    t0 = time.monotonic()
+    calls = hook.get_calls(days[0], days[-1])
+    elapsed = time.perf_counter() - start
+    t = hook.transport
+    starts = [x - t0 for x in t.limiter.history if x >= t0]
+    timeline = [sum(1 for x in starts if i <= x < i + 1) for i in range(math.ceil(elapsed))]
+    return {
+        "timeline": timeline,
+        "calls": len(calls),
+        "unique": len({c["callId"] for c in calls}),
+        "requests": t.requests_sent,
+        "ok": t.status_counts.get(200, 0),
+        "429": t.status_counts.get(429, 0),
+        "elapsed": elapsed,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=int, default=10, help="days to extract (default 10)")
+    parser.add_argument("--calls", type=int, default=20000, help="calls per day (default 20000)")
+    parser.add_argument(
+        "--latency", type=float, default=1.0, help="seconds added to every response (default 1)"
+    )
+    parser.add_argument("--baseline-days", type=int, default=1, help="days for the one-at-a-time baseline")
+    parser.add_argument("--max-in-flight", type=int, default=5, help="hook max_in_flight (default 5)")
+    parser.add_argument("--window", type=float, default=1.05, help="hook rate_window (default 1.05 s)")
+    parser.add_argument("--verbose", action="store_true", help="print request starts per second")
+    parser.add_argument("--min-ratio", type=float, default=0.0,
+                        help="exit 2 when below this share of the 5 req/s ceiling (e.g. 0.9)")  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.days < 1 or args.calls < 0 or args.baseline_days < 0:
+        parser.error("--days >= 1, --calls >= 0, --baseline-days >= 0")
+
+    home = Path(tempfile.mkdtemp(prefix="ctm-bench-"))
+    os.environ.setdefault("AIRFLOW_HOME", str(home))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
+    sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+
+    proc, url = start_sandbox(home / "sandbox.log")
+    try:
+        os.environ["AIRFLOW_CONN_CALLTOUCH_DEFAULT"] = json.dumps(
+            {"conn_type": "calltouch", "host": url, "password": TOKEN, "extra": {"site_id": str(SITE_ID)}}
+        )
+        first = date(2026, 1, 1)
+        days = [first + timedelta(days=i) for i in range(args.days)]
+        base_days = [first - timedelta(days=i + 1) for i in range(args.baseline_days)][::-1]
+        volumes = {f"{SITE_ID}:{d.isoformat()}": args.calls for d in days + base_days}
+        budget = 10 * (len(days) + len(base_days)) * (math.ceil(args.calls / 1000) + 1) + 1000
+        _post(f"{url}/_sandbox/reset", {"volume_overrides": volumes, "points_budget": max(budget, 1_000_000)})
+        warm_up(url, days + base_days)
+        _post(f"{url}/_sandbox/faults", {"latency": args.latency, "scope": "calltouch"})
+
+        failures = 0
+        baseline = None
+        if base_days:
+            try:
+                baseline = run({"max_in_flight": 1, "timeout": 60 + args.latency}, base_days)
+            except Exception as exc:
+                failures += 1
+                print(f"baseline failed for good: {type(exc).__name__}: {exc}")
+            time.sleep(1.1)
+        try:
+            main_run = run(
+                {
+                    "max_in_flight": args.max_in_flight,
+                    "rate_window": args.window,
+                    "timeout": 60 + args.latency,
+                },
+                days,
+            )
+        except Exception as exc:
+            print(f"concurrent extraction failed for good: {type(exc).__name__}: {exc}")
+            return 1
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    expected = args.calls * args.days
+    rate = main_run["ok"] / main_run["elapsed"]
+    start_rate = main_run["requests"] / main_run["elapsed"]
+    print(f"extracted {main_run['calls']} calls ({args.days} days x {args.calls}) in {main_run['ok']} pages, "
+          f"latency {args.latency:g} s per response")  # fmt: skip
+    print(f"concurrent : {main_run['elapsed']:.1f} s, {rate:.2f} pages/s "
+          f"= {rate / CEILING:.1%} of the {CEILING:g} requests/s ceiling "
+          f"({start_rate:.2f} requests/s incl. retries)")  # fmt: skip
+    if baseline:
+        base_rate = baseline["ok"] / baseline["elapsed"]
+        print(f"baseline   : {baseline['elapsed']:.1f} s for {baseline['ok']} pages one at a time, "
+              f"{base_rate:.2f} requests/s -> concurrent is {rate / base_rate:.1f}x faster")  # fmt: skip
+    print(f"429s seen  : {main_run['429']} (all retried)")
+    if args.verbose:
+        print(f"starts per second: {main_run['timeline']}")
+    per_1000 = 1000 * main_run["requests"] / max(main_run["calls"], 1)
+    print(f"requests per 1000 calls: {per_1000:.2f} (the floor is {1000 / 1000:.2f} with 1000-call pages)")
+    if main_run["calls"] != expected or main_run["unique"] != expected:
+        print(
+            f"FAILED: expected {expected} distinct calls, got {main_run['calls']} ({main_run['unique']} distinct)"
+        )
+        return 1
+    if failures:
+        return 1
+    if args.min_ratio and rate / CEILING < args.min_ratio:
+        print(f"BELOW TARGET: {rate / CEILING:.1%} < {args.min_ratio:.0%}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

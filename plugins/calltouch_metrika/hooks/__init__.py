@@ -1,0 +1,1 @@
+"""calltouch-metrika: Calltouch <-> Yandex Metrika for Airflow 3."""

@@ -1,0 +1,717 @@
+"""Calltouch hooks: calls diary, requests journal, plans import.
+
+Public surface (``docs/design.md``, "Hooks"): :class:`CalltouchHook` (sync, for operators) and
+:class:`CalltouchAsyncHook` (for triggers). Operators pass snake_case parameters (``with_call_tags=True``,
+``bind_to="session"``); :data:`CALLS_PARAMS` and :data:`REQUESTS_PARAMS` map them to the API's names.
+
+Auth (api-notes §1, §2): the token is the connection's ``password``; it travels as the query parameter
+``clientApiId`` for calls and requests, and as the ``Access-Token`` header (with ``SiteId``) for plans
+import. The site id is the hook's ``site_id`` argument, else the connection extra ``site_id``.
+The connection's ``host`` alone switches between the sandbox and production.
+
+Rate limit: at most 5 request starts in any rolling ~1 s window per process and API host
+(:func:`~calltouch_metrika.hooks._http.get_limiter`), shared by every hook instance; for several workers,
+the operators also take a slot of the Airflow pool ``calltouch_api``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import requests
+from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk import BaseHook
+
+from calltouch_metrika.exceptions import (
+    AuthenticationError,
+    CalltouchMetrikaError,
+    MalformedResponseError,
+    ValidationError,
+)
+from calltouch_metrika.hooks._http import (
+    CALLTOUCH,
+    AsyncTransport,
+    Request,
+    RetryPolicy,
+    Secrets,
+    Transport,
+    amask_token,
+    base_url_from_connection,
+    calltouch_error,
+    get_limiter,
+    make_session,
+)
+
+#: snake_case keyword -> Calltouch calls-diary query parameter (api-notes §1.3).
+CALLS_PARAMS: dict[str, str] = {
+    "attribution": "attribution",
+    "bind_to": "bindTo",
+    "unique_only": "uniqueOnly",
+    "target_only": "targetOnly",
+    "uniq_target_only": "uniqTargetOnly",
+    "callback_only": "callbackOnly",
+    "with_call_tags": "withCallTags",
+    "with_comments": "withComments",
+    "with_map_visits": "withMapVisits",
+    "with_orders": "withOrders",
+    "with_yandex_direct": "withYandexDirect",
+    "with_google_adwords": "withGoogleAdwords",
+    "with_text": "withText",
+    "with_dcm": "withDcm",
+    "with_callback_info": "withCallbackInfo",
+    "utm_medium": "utmMedium",
+}
+
+#: snake_case keyword -> Calltouch requests-journal query parameter (seed 004).
+REQUESTS_PARAMS: dict[str, str] = {
+    "time_from": "timeFrom",
+    "time_to": "timeTo",
+    "attribution": "attribution",
+    "request_number": "requestNumber",
+    "request_id": "requestId",
+    "subject": "subject",
+    "keywords": "keywords",
+    "city": "city",
+    "source": "source",
+    "medium": "medium",
+    "bind_to": "bindTo",
+    "ani_value": "ani.value",
+    "ani_filter_mode": "ani.filterMode",
+    "email_value": "email.value",
+    "email_filter_mode": "email.filterMode",
+    "manager": "manager",
+    "with_map_visits": "withMapVisits",
+    "with_request_tags": "withRequestTags",
+    "with_yandex_direct": "withYandexDirect",
+    "with_google_adwords": "withGoogleAdwords",
+    "with_attrs": "withAttrs",
+    "with_widget_info": "withWidgetInfo",
+    "with_custom_fields": "withCustomFields",
+    "with_dcm": "withDcm",
+}
+
+#: The Airflow pool that operators calling Calltouch run in, so that several workers together stay under
+#: the API's 5 requests/s per IP (this hook's limiter only sees its own process).
+CALLTOUCH_POOL = "calltouch_api"
+
+#: Allowed values of the enumerated parameters.
+BIND_TO_CALLS = ("call", "session")
+BIND_TO_REQUESTS = ("request", "session")
+FILTER_MODES = ("startwith", "contains", "exact")
+#: Calls per page: the API's maximum.
+PAGE_SIZE = 1000
+#: Items per plans-import request (seed 001).
+MAX_PLAN_ITEMS = 100
+
+CALLS_PATH = "/calls-service/RestAPI/{site_id}/calls-diary/calls"
+REQUESTS_PATH = "/calls-service/RestAPI/requests"
+PLANS_ADD_PATH = "/report-service/RestAPI/api/plans-import/add"
+PLANS_STATUS_PATH = "/report-service/RestAPI/api/plans-import/{import_log_id}/status"
+
+_TIME_RE = re.compile(r"^\d{2}:\d{2}:\d{2}$")
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameter mapping (pure)
+# --------------------------------------------------------------------------------------------------
+
+
+def _as_bool(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower()
+    raise ValueError(f"{name} must be True or False, not {value!r}")
+
+
+def _as_list(name: str, value: Any) -> str:
+    items = [value] if isinstance(value, str | int) else list(value)
+    if not items:
+        raise ValueError(f"{name} must not be empty")
+    return ",".join(str(v).strip() for v in items)
+
+
+def map_params(params: Mapping[str, Any], table: Mapping[str, str], *, method: str) -> dict[str, str]:
+    """snake_case keyword arguments -> the API's query parameters, validated and formatted.
+
+    :raises TypeError: for a name not in ``table``.
+    :raises ValueError: for a value the API would not accept (the message names the parameter).
+    """
+    unknown = sorted(set(params) - set(table))
+    if unknown:
+        raise TypeError(
+            f"{method}() got unexpected parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(table))}"
+        )
+    bind_to_allowed = BIND_TO_REQUESTS if table is REQUESTS_PARAMS else BIND_TO_CALLS
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        api_name = table[name]
+        if name.startswith("with_") or name.endswith("_only"):
+            out[api_name] = _as_bool(name, value)
+        elif name == "attribution":
+            if str(value) not in ("0", "1") or isinstance(value, bool):
+                raise ValueError(
+                    f"attribution must be 0 (last interaction) or 1 (last indirect), not {value!r}"
+                )
+            out[api_name] = str(value)
+        elif name == "bind_to":
+            if value not in bind_to_allowed:
+                raise ValueError(f"bind_to must be one of {', '.join(bind_to_allowed)}, not {value!r}")
+            out[api_name] = value
+        elif name.endswith("_filter_mode"):
+            if value not in FILTER_MODES:
+                raise ValueError(f"{name} must be one of {', '.join(FILTER_MODES)}, not {value!r}")
+            out[api_name] = value
+        elif name in ("request_id", "request_number"):
+            out[api_name] = _as_list(name, value)
+        elif name in ("time_from", "time_to"):
+            text = value.strftime("%H:%M:%S") if isinstance(value, time) else str(value)
+            if not _TIME_RE.match(text):
+                raise ValueError(f"{name} must be a time or 'hh:mm:ss', not {value!r}")
+            out[api_name] = text
+        else:
+            out[api_name] = str(value)
+    for mode, val in (("ani_filter_mode", "ani_value"), ("email_filter_mode", "email_value")):
+        if params.get(mode) is not None and params.get(val) is None:
+            raise ValueError(f"{mode} needs {val}")
+    return out
+
+
+def _as_date(name: str, value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            pass
+    raise ValueError(f"{name} must be a date or 'YYYY-MM-DD', not {value!r}")
+
+
+def days(date_from: Any, date_to: Any) -> list[date]:
+    """Every day of ``date_from..date_to`` inclusive (validated)."""
+    start, end = _as_date("date_from", date_from), _as_date("date_to", date_to)
+    if start > end:
+        raise ValueError(f"date_from {start} is after date_to {end}")
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _site_id(value: Any, source: str) -> int:
+    try:
+        site = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Calltouch site id from {source} must be a positive integer, not {value!r}"
+        ) from None
+    if site <= 0:
+        raise ValueError(f"Calltouch site id from {source} must be a positive integer, not {value!r}")
+    return site
+
+
+def _resolve_site_id(argument: Any, extra: Mapping[str, Any], conn_id: str) -> int:
+    if argument not in (None, ""):
+        return _site_id(argument, "the hook argument site_id")
+    for key in ("site_id", "extra__calltouch__site_id"):  # plain, or as an older UI form stores it
+        if extra.get(key) not in (None, ""):
+            return _site_id(extra[key], f"connection {conn_id!r} extra {key}")
+    raise ValueError(
+        f"No Calltouch site id: pass site_id= to the hook or set the extra 'site_id' of connection {conn_id!r}"
+    )
+
+
+def _token(conn: Any, conn_id: str) -> str:
+    token = (conn.password or "").strip()
+    if not token:
+        raise AuthenticationError(
+            f"Connection {conn_id!r} has no Calltouch API token: put it in the connection's password field"
+        )
+    return token
+
+
+# --------------------------------------------------------------------------------------------------
+# Sync hook
+# --------------------------------------------------------------------------------------------------
+
+
+class CalltouchHook(HttpHook):
+    """Talks to the Calltouch API: calls diary, requests journal, plans import.
+
+    :param calltouch_conn_id: connection of type ``calltouch`` (or ``http``): host, password = API token,
+        extra ``site_id``.
+    :param site_id: the Calltouch site (ЛК) id; overrides the connection's extra ``site_id``.
+    :param timeout: seconds to wait for each answer (connect and read).
+    :param max_attempts: attempts per request for 429/5xx/connection errors/timeouts.
+    :param requests_per_second: process-wide ceiling for this API host (Calltouch allows 5 per IP).
+    :param max_in_flight: requests in flight at once when the page count is known.
+    :param rate_window: seconds in which ``requests_per_second`` starts are allowed (a little over 1 s, a
+        safety margin against the server clocking requests later than we send them).
+    :param retry_wait_min: first backoff (seconds); doubles per attempt, with jitter.
+    :param retry_wait_max: longest backoff (seconds).
+    :param retry_after_max: cap on a server's ``Retry-After``.
+    :param plans_status_method: HTTP method of the plans-import status call (seed 001 says POST).
+    """
+
+    conn_name_attr = "calltouch_conn_id"
+    default_conn_name = "calltouch_default"
+    conn_type = "calltouch"
+    hook_name = "Calltouch"
+
+    def __init__(
+        self,
+        calltouch_conn_id: str = default_conn_name,
+        *,
+        site_id: int | str | None = None,
+        timeout: float = 60.0,
+        max_attempts: int = 6,
+        requests_per_second: float = 5.0,
+        max_in_flight: int = 5,
+        rate_window: float = 1.05,
+        retry_wait_min: float = 1.0,
+        retry_wait_max: float = 30.0,
+        retry_after_max: float = 120.0,
+        plans_status_method: str = "POST",
+    ) -> None:
+        super().__init__(method="GET", http_conn_id=calltouch_conn_id, tcp_keep_alive=False)
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0 seconds")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.calltouch_conn_id = calltouch_conn_id
+        self._site_id_arg = site_id
+        self.timeout = timeout
+        self.requests_per_second = requests_per_second
+        self.max_in_flight = max_in_flight
+        self.rate_window = rate_window
+        self.policy = RetryPolicy(max_attempts, retry_wait_min, retry_wait_max, retry_after_max)
+        self.plans_status_method = plans_status_method.upper()
+        self._transport: Transport | None = None
+        self._site_id: int | None = None
+        self._token: str | None = None
+
+    # -- connection ---------------------------------------------------------------------------------
+
+    def _setup(self) -> Transport:
+        if self._transport is None:
+            conn = self.get_connection(self.calltouch_conn_id)
+            token = _token(conn, self.calltouch_conn_id)
+            secrets = Secrets(token)
+            self._site_id = _resolve_site_id(self._site_id_arg, conn.extra_dejson, self.calltouch_conn_id)
+            self.base_url = base_url_from_connection(conn)
+            self._base_url_initialized = True
+            self._token = token
+            self._transport = Transport(
+                api=CALLTOUCH,
+                base_url=self.base_url,
+                session=make_session(self.max_in_flight),
+                limiter=get_limiter(
+                    "calltouch", self.base_url, self.requests_per_second, window=self.rate_window
+                ),
+                timeout=self.timeout,
+                policy=self.policy,
+                secrets=secrets,
+                logger=self.log,
+            )
+        return self._transport
+
+    @property
+    def site_id(self) -> int:
+        """The site id: the hook argument, else the connection extra ``site_id``."""
+        self._setup()
+        assert self._site_id is not None
+        return self._site_id
+
+    @property
+    def transport(self) -> Transport:
+        """The configured transport (exposes ``requests_sent`` / ``status_counts`` for benchmarks)."""
+        return self._setup()
+
+    def get_conn(
+        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
+    ) -> requests.Session:
+        """The hook's ``requests.Session``: no auth, and connection extras never become headers."""
+        session = self._setup().session
+        if headers:
+            session.headers.update(headers)
+        return session
+
+    def run(
+        self,
+        endpoint: str | None = None,
+        data: dict[str, Any] | str | None = None,
+        headers: dict[str, Any] | None = None,
+        extra_options: dict[str, Any] | None = None,
+        **request_kwargs: Any,
+    ) -> requests.Response:
+        """HttpHook's generic call, routed through our limiter, retries, masking and typed errors.
+
+        ``endpoint`` is a path (``/calls-service/...``); ``data`` are query parameters for GET. The token is
+        added as ``clientApiId``. Prefer the typed methods.
+        """
+        transport = self._setup()
+        params = dict(data) if isinstance(data, dict) else {}
+        params.setdefault("clientApiId", self._token)
+        req = Request(
+            self.method,
+            "/" + (endpoint or "").lstrip("/"),
+            params=params,
+            headers=headers,
+            json_body=request_kwargs.get("json"),
+            idempotent=self.method in ("GET", "HEAD"),
+            what=self._what(),
+        )
+        return transport.request_response(req)
+
+    def check_response(self, response: requests.Response) -> None:
+        """Raise the typed error for a failed answer, without logging its body or URL."""
+        if response.status_code >= 400:
+            raise calltouch_error(
+                response.status_code, response.text, what=self._what(), secrets=self._setup().secrets
+            )
+
+    def _what(self) -> str:
+        return f"Calltouch site {self._site_id}" if self._site_id else f"Calltouch ({self.calltouch_conn_id})"
+
+    def _get(self, path: str, params: dict[str, str]) -> Any:
+        transport = self._setup()
+        query = {"clientApiId": self._token, **params}
+        return transport.request_json(Request("GET", path, params=query, what=self._what()))
+
+    # -- calls ----------------------------------------------------------------------------------------
+
+    def get_calls(self, date_from: date, date_to: date, **params: Any) -> list[dict]:
+        """Every call of ``date_from..date_to`` (inclusive, site's local days), every page of every day.
+
+        The range is split into days; each day is fetched with ``page``/``limit=1000``. After a day's
+        first page gives ``pageTotal``, the remaining pages go out concurrently (``max_in_flight``)
+        through the process-wide limiter, and several days are in flight together, so extraction
+        approaches 5 requests/s even with slow answers. Records come back in day order, then page order.
+
+        :param params: snake_case flags and filters, see :data:`CALLS_PARAMS`.
+        :raises TypeError: for an unknown parameter.
+        """
+        return [
+            record
+            for _, records in self.iter_calls_by_day(date_from, date_to, **params)
+            for record in records
+        ]
+
+    def iter_calls_by_day(
+        self, date_from: date, date_to: date, **params: Any
+    ) -> Iterator[tuple[date, list[dict]]]:
+        """Like :meth:`get_calls`, but yields ``(day, calls)`` per day, in day order, as each day completes.
+
+        Days are fetched concurrently (a few days ahead of the consumer), so an operator can write one
+        partition per day while the next days are already in flight; memory stays bounded by the lookahead.
+        """
+        api_params = map_params(params, CALLS_PARAMS, method="get_calls")
+        the_days = days(date_from, date_to)
+        path = CALLS_PATH.format(site_id=self.site_id)
+
+        def fetch(day: date, page: int) -> tuple[list[dict], int, int | None]:
+            query = {
+                "dateFrom": day.strftime("%d/%m/%Y"),
+                "dateTo": day.strftime("%d/%m/%Y"),
+                "page": str(page),
+                "limit": str(PAGE_SIZE),
+                **api_params,
+            }
+            return self._parse_calls_page(self._get(path, query), day, page)
+
+        for day, records, expected in self._pipeline(the_days, fetch):
+            if expected is not None and expected != len(records):
+                self.log.warning(
+                    "Calltouch site %s, %s: recordsTotal says %s calls but the pages held %s "
+                    "(calls changed during extraction?)",
+                    self.site_id,
+                    day,
+                    expected,
+                    len(records),
+                )
+            yield day, records
+
+    def _pipeline(
+        self, the_days: list[date], fetch: Callable[[date, int], tuple[list[dict], int, int | None]]
+    ) -> Iterator[tuple[date, list[dict], int | None]]:
+        """Fetch every page of every day with ``max_in_flight`` threads; yield days in order.
+
+        ``fetch(day, page)`` returns ``(records, page_total, records_total)``. Page 1 of a day tells how many
+        pages follow; those go out at once. At most ``max_in_flight + 1`` days are open at a time.
+        """
+        lookahead = self.max_in_flight + 1
+        pages: dict[date, dict[int, list[dict]]] = {}
+        page_totals: dict[date, int] = {}
+        totals: dict[date, int | None] = {}
+        pool = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="calltouch")
+        pending: dict[Future, tuple[date, int]] = {}
+        next_day = 0
+        try:
+            while next_day < len(the_days) and next_day < lookahead:
+                day = the_days[next_day]
+                pending[pool.submit(fetch, day, 1)] = (day, 1)
+                next_day += 1
+            for position, day in enumerate(the_days):
+                while not (day in page_totals and len(pages.get(day, {})) >= page_totals[day]):
+                    if not pending:  # pragma: no cover - would mean a bookkeeping bug, never a hang
+                        raise RuntimeError(f"internal error: no request in flight for {day}")
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        got_day, page = pending.pop(future)
+                        records, page_total, records_total = future.result()
+                        pages.setdefault(got_day, {})[page] = records
+                        if page == 1:
+                            page_totals[got_day] = max(page_total, 1)
+                            totals[got_day] = records_total
+                            for extra in range(2, page_total + 1):
+                                pending[pool.submit(fetch, got_day, extra)] = (got_day, extra)
+                day_pages = pages.pop(day)
+                yield day, [r for p in sorted(day_pages) for r in day_pages[p]], totals.pop(day, None)
+                if next_day < len(the_days) and next_day <= position + lookahead:
+                    upcoming = the_days[next_day]
+                    pending[pool.submit(fetch, upcoming, 1)] = (upcoming, 1)
+                    next_day += 1
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _parse_calls_page(self, body: Any, day: date, page: int) -> tuple[list[dict], int, int | None]:
+        where = f"{self._what()}, calls of {day}, page {page}"
+        if isinstance(body, list):  # bare-array mode (no pagination)
+            return [r for r in body if isinstance(r, dict)], 1, len(body)
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            raise MalformedResponseError(
+                f"{where}: expected an object with 'records', got {type(body).__name__}"
+            )
+        try:
+            page_total = int(body.get("pageTotal") or 0)
+            records_total = int(body["recordsTotal"]) if body.get("recordsTotal") is not None else None
+        except (TypeError, ValueError):
+            raise MalformedResponseError(f"{where}: pageTotal/recordsTotal are not integers") from None
+        if page_total < 0:
+            raise MalformedResponseError(f"{where}: negative pageTotal {page_total}")
+        # pageTotal == 0 means "no records": never loop on it.
+        return body["records"], max(page_total, 1 if body["records"] else 0), records_total
+
+    # -- requests journal ----------------------------------------------------------------------------
+
+    def get_requests(self, date_from: date | None, date_to: date | None, **params: Any) -> list[dict]:
+        """Every request (заявка) created ``date_from..date_to`` (inclusive), one API request per day.
+
+        Dates go out as ``mm/dd/yyyy`` (seed 004; calls use ``dd/mm/yyyy``). The journal is not paginated.
+        With ``request_id``/``request_number`` the dates may be ``None`` (one request, no dates).
+
+        :param params: snake_case filters and flags, see :data:`REQUESTS_PARAMS`.
+        :raises TypeError: for an unknown parameter.
+        """
+        if date_from is None and date_to is None:
+            api_params = map_params(params, REQUESTS_PARAMS, method="get_requests")
+            if not ({"requestId", "requestNumber"} & set(api_params)):
+                raise ValueError(
+                    "get_requests() needs date_from and date_to unless request_id/request_number is given"
+                )
+            query = {"siteId": str(self.site_id), **api_params}
+            return self._parse_requests(self._get(REQUESTS_PATH, query), "by id")
+        return [r for _, records in self.iter_requests_by_day(date_from, date_to, **params) for r in records]
+
+    def iter_requests_by_day(
+        self, date_from: date | None, date_to: date | None, **params: Any
+    ) -> Iterator[tuple[date, list[dict]]]:
+        """Like :meth:`get_requests`, but yields ``(day, requests)`` per day, in order, days fetched concurrently."""
+        api_params = map_params(params, REQUESTS_PARAMS, method="get_requests")
+        the_days = days(date_from, date_to)
+        base = {"siteId": str(self.site_id), **api_params}
+
+        def fetch(day: date, page: int) -> tuple[list[dict], int, int | None]:
+            query = {**base, "dateFrom": day.strftime("%m/%d/%Y"), "dateTo": day.strftime("%m/%d/%Y")}
+            records = self._parse_requests(self._get(REQUESTS_PATH, query), str(day))
+            return records, 1, None
+
+        for day, records, _ in self._pipeline(the_days, fetch):
+            yield day, records
+
+    def _parse_requests(self, body: Any, label: str) -> list[dict]:
+        if not isinstance(body, list):
+            raise MalformedResponseError(
+                f"{self._what()}, requests {label}: expected a JSON array, got {type(body).__name__}"
+            )
+        return [r for r in body if isinstance(r, dict)]
+
+    # -- plans import -------------------------------------------------------------------------------
+
+    def _plans_headers(self) -> dict[str, str]:
+        self._setup()
+        assert self._token is not None
+        return {"Access-Token": self._token, "SiteId": str(self.site_id)}
+
+    def plans_import_add(self, items: list[dict]) -> int:
+        """Send up to 100 plan items (seed 001 format); return the ``importLogId``.
+
+        Not idempotent: after a timeout or a lost answer it raises
+        :class:`~calltouch_metrika.exceptions.OutcomeUnknownError` instead of sending again.
+        """
+        if not isinstance(items, list) or not items:
+            raise ValueError("plans_import_add() needs a non-empty list of items")
+        if len(items) > MAX_PLAN_ITEMS:
+            raise ValueError(
+                f"plans_import_add(): {len(items)} items; Calltouch accepts at most {MAX_PLAN_ITEMS} per request"
+            )
+        transport = self._setup()
+        body = transport.request_json(
+            Request(
+                "POST",
+                PLANS_ADD_PATH,
+                headers=self._plans_headers(),
+                json_body={"items": items},
+                idempotent=False,
+                what=self._what(),
+            )
+        )
+        data = body.get("data") if isinstance(body, dict) else None
+        if isinstance(data, dict) and data.get("importLogId") is not None:
+            try:
+                return int(data["importLogId"])
+            except (TypeError, ValueError):
+                pass
+        if isinstance(data, dict) and data.get("type") in ("validationError", "apiError"):
+            raise calltouch_error(400, _dumps(body), what=self._what(), secrets=transport.secrets)
+        raise MalformedResponseError(f"{self._what()}: plans import answered without data.importLogId")
+
+    def plans_import_status(self, import_log_id: int) -> dict:
+        """The status response's ``data``: ``status`` (``success`` | ``in progress...`` | ``error``) and items."""
+        transport = self._setup()
+        body = transport.request_json(
+            Request(
+                self.plans_status_method,
+                PLANS_STATUS_PATH.format(import_log_id=int(import_log_id)),
+                headers=self._plans_headers(),
+                what=self._what(),
+            )
+        )
+        return _status_data(body, self._what(), import_log_id)
+
+    # -- test button ----------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Ask for one call of today: proves host, token and site id (costs one API point)."""
+        try:
+            today = date.today()
+            body = self._get(
+                CALLS_PATH.format(site_id=self.site_id),
+                {
+                    "dateFrom": today.strftime("%d/%m/%Y"),
+                    "dateTo": today.strftime("%d/%m/%Y"),
+                    "page": "1",
+                    "limit": "1",
+                },
+            )
+            self._parse_calls_page(body, today, 1)
+            return True, f"Calltouch site {self.site_id}: token accepted"
+        except (CalltouchMetrikaError, ValueError) as exc:
+            return False, str(exc)
+        except Exception as exc:  # the Test button must answer, whatever happened
+            return False, f"Calltouch connection test failed: {type(exc).__name__}"
+
+
+def _dumps(body: Any) -> str:
+    import json
+
+    return json.dumps(body, ensure_ascii=False)
+
+
+def _status_data(body: Any, what: str, import_log_id: int) -> dict:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or "status" not in data:
+        if isinstance(data, dict) and data.get("type") in ("validationError", "apiError"):
+            raise ValidationError(f"{what}: plans import {import_log_id}: {_dumps(data)[:300]}")
+        raise MalformedResponseError(
+            f"{what}: plans import {import_log_id} status answered without data.status"
+        )
+    return data
+
+
+# --------------------------------------------------------------------------------------------------
+# Async hook
+# --------------------------------------------------------------------------------------------------
+
+
+class CalltouchAsyncHook(BaseHook):
+    """Async counterpart of :class:`CalltouchHook` for triggers (uses ``aget_connection``, never the sync API)."""
+
+    conn_name_attr = "calltouch_conn_id"
+    default_conn_name = "calltouch_default"
+    conn_type = "calltouch"
+    hook_name = "Calltouch (async)"
+
+    def __init__(
+        self,
+        calltouch_conn_id: str = default_conn_name,
+        *,
+        site_id: int | str | None = None,
+        timeout: float = 60.0,
+        max_attempts: int = 6,
+        requests_per_second: float = 5.0,
+        retry_wait_min: float = 1.0,
+        retry_wait_max: float = 30.0,
+        retry_after_max: float = 120.0,
+        plans_status_method: str = "POST",
+    ) -> None:
+        super().__init__()
+        self.calltouch_conn_id = calltouch_conn_id
+        self._site_id_arg = site_id
+        self.timeout = timeout
+        self.requests_per_second = requests_per_second
+        self.policy = RetryPolicy(max_attempts, retry_wait_min, retry_wait_max, retry_after_max)
+        self.plans_status_method = plans_status_method.upper()
+        self._transport: AsyncTransport | None = None
+        self._site_id: int | None = None
+        self._token: str | None = None
+
+    async def _setup(self) -> AsyncTransport:
+        if self._transport is None:
+            conn = await BaseHook.aget_connection(self.calltouch_conn_id)
+            token = _token(conn, self.calltouch_conn_id)
+            await amask_token(token)
+            extra = await conn.aextra_dejson() if hasattr(conn, "aextra_dejson") else conn.extra_dejson
+            self._site_id = _resolve_site_id(self._site_id_arg, extra, self.calltouch_conn_id)
+            self._token = token
+            base_url = base_url_from_connection(conn)
+            self._transport = AsyncTransport(
+                api=CALLTOUCH,
+                base_url=base_url,
+                limiter=get_limiter("calltouch", base_url, self.requests_per_second),
+                timeout=self.timeout,
+                policy=self.policy,
+                secrets=Secrets(token, register=False),
+                logger=self.log,
+            )
+        return self._transport
+
+    async def plans_import_status(self, import_log_id: int) -> dict:
+        """The status response's ``data`` (``status`` and the items)."""
+        transport = await self._setup()
+        what = f"Calltouch site {self._site_id}"
+        body = await transport.request_json(
+            Request(
+                self.plans_status_method,
+                PLANS_STATUS_PATH.format(import_log_id=int(import_log_id)),
+                headers={"Access-Token": self._token or "", "SiteId": str(self._site_id)},
+                what=what,
+            )
+        )
+        return _status_data(body, what, import_log_id)
+
+
+__all__ = [
+    "CALLS_PARAMS",
+    "CALLTOUCH_POOL",
+    "REQUESTS_PARAMS",
+    "CalltouchAsyncHook",
+    "CalltouchHook",
+    "map_params",
+]

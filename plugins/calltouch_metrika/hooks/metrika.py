@@ -1,0 +1,370 @@
+"""Yandex Metrika hooks: offline calls upload, one upload's status, the list of uploads.
+
+Public surface (``docs/design.md``, "Hooks"): :class:`MetrikaHook` (sync) and :class:`MetrikaAsyncHook`
+(for triggers). Auth: ``Authorization: OAuth <token>`` with the token from the connection's ``password``
+(api-notes §3.2). Limits (api-notes §3.5): at most 30 requests/s and 3 in parallel per process and host.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO, Any
+
+import requests
+from airflow.providers.http.hooks.http import HttpHook
+from airflow.sdk import BaseHook
+
+from calltouch_metrika.exceptions import (
+    AuthenticationError,
+    CalltouchMetrikaError,
+    MalformedResponseError,
+)
+from calltouch_metrika.hooks._http import (
+    METRIKA,
+    AsyncTransport,
+    MultipartFile,
+    Request,
+    RetryPolicy,
+    Secrets,
+    Transport,
+    amask_token,
+    base_url_from_connection,
+    get_limiter,
+    make_session,
+    metrika_error,
+)
+
+CLIENT_ID_TYPES = ("CLIENT_ID", "USER_ID", "YCLID")
+MAX_COMMENT = 255
+PREFIX = "/management/v1/counter/{counter_id}/offline_conversions"
+UPLOAD_PATH = PREFIX + "/upload_calls"
+UPLOADING_PATH = PREFIX + "/calls_uploading/{uploading_id}"
+UPLOADINGS_PATH = PREFIX + "/calls_uploadings"
+#: The token's counters (the Test button's check).
+COUNTERS_PATH = "/management/v1/counters"
+
+
+def _counter(counter_id: Any) -> int:
+    try:
+        value = int(str(counter_id).strip())
+    except (TypeError, ValueError):
+        raise ValueError(f"Metrika counter id must be a positive integer, not {counter_id!r}") from None
+    if value <= 0:
+        raise ValueError(f"Metrika counter id must be a positive integer, not {counter_id!r}")
+    return value
+
+
+def _token(conn: Any, conn_id: str) -> str:
+    token = (conn.password or "").strip()
+    if not token:
+        raise AuthenticationError(
+            f"Connection {conn_id!r} has no Metrika OAuth token: put it in the connection's password field"
+        )
+    return token
+
+
+def _uploading(body: Any, what: str) -> dict:
+    record = body.get("uploading") if isinstance(body, dict) else None
+    if not isinstance(record, dict) or "id" not in record:
+        raise MalformedResponseError(f"{what}: Metrika answered without an 'uploading' record")
+    return record
+
+
+class MetrikaHook(HttpHook):
+    """Talks to the Metrika management API (offline calls).
+
+    :param metrika_conn_id: connection of type ``yandex_metrika`` (or ``http``): host, password = OAuth token.
+    :param timeout: seconds to wait for each answer; uploads of big files may need more.
+    :param max_attempts: attempts per request for 429/5xx/connection errors/timeouts (idempotent ones).
+    :param requests_per_second: process-wide ceiling for this host (Metrika allows 30 per IP).
+    :param max_parallel: requests in flight at once, process-wide (Metrika allows 3 per user).
+    :param retry_wait_min: first backoff (seconds); doubles per attempt, with jitter.
+    :param retry_wait_max: longest backoff (seconds).
+    :param retry_after_max: cap on a server's ``Retry-After``.
+    :param list_page_size: ``limit`` used while following the uploads list.
+    """
+
+    conn_name_attr = "metrika_conn_id"
+    default_conn_name = "metrika_default"
+    conn_type = "yandex_metrika"
+    hook_name = "Yandex Metrika"
+
+    def __init__(
+        self,
+        metrika_conn_id: str = default_conn_name,
+        *,
+        timeout: float = 300.0,
+        max_attempts: int = 6,
+        requests_per_second: float = 30.0,
+        max_parallel: int = 3,
+        retry_wait_min: float = 1.0,
+        retry_wait_max: float = 30.0,
+        retry_after_max: float = 120.0,
+        list_page_size: int = 1000,
+    ) -> None:
+        super().__init__(method="GET", http_conn_id=metrika_conn_id, tcp_keep_alive=False)
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0 seconds")
+        if list_page_size < 1:
+            raise ValueError("list_page_size must be >= 1")
+        self.metrika_conn_id = metrika_conn_id
+        self.timeout = timeout
+        self.requests_per_second = requests_per_second
+        self.max_parallel = max_parallel
+        self.policy = RetryPolicy(max_attempts, retry_wait_min, retry_wait_max, retry_after_max)
+        self.list_page_size = list_page_size
+        self._transport: Transport | None = None
+        self._headers: dict[str, str] = {}
+        self._extra: dict[str, Any] = {}
+
+    def _setup(self) -> Transport:
+        if self._transport is None:
+            conn = self.get_connection(self.metrika_conn_id)
+            token = _token(conn, self.metrika_conn_id)
+            secrets = Secrets(token)
+            self.base_url = base_url_from_connection(conn)
+            self._base_url_initialized = True
+            self._extra = dict(conn.extra_dejson or {})
+            self._headers = {"Authorization": f"OAuth {token}"}
+            self._transport = Transport(
+                api=METRIKA,
+                base_url=self.base_url,
+                session=make_session(self.max_parallel),
+                limiter=get_limiter(
+                    "metrika", self.base_url, self.requests_per_second, max_in_flight=self.max_parallel
+                ),
+                timeout=self.timeout,
+                policy=self.policy,
+                secrets=secrets,
+                logger=self.log,
+            )
+        return self._transport
+
+    @property
+    def transport(self) -> Transport:
+        return self._setup()
+
+    def get_conn(
+        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
+    ) -> requests.Session:
+        """The hook's ``requests.Session``: no basic auth, and connection extras never become headers."""
+        session = self._setup().session
+        if headers:
+            session.headers.update(headers)
+        return session
+
+    def run(
+        self,
+        endpoint: str | None = None,
+        data: dict[str, Any] | str | None = None,
+        headers: dict[str, Any] | None = None,
+        extra_options: dict[str, Any] | None = None,
+        **request_kwargs: Any,
+    ) -> requests.Response:
+        """HttpHook's generic call, routed through our limiter, retries, masking and typed errors."""
+        transport = self._setup()
+        req = Request(
+            self.method,
+            "/" + (endpoint or "").lstrip("/"),
+            params=dict(data) if isinstance(data, dict) else None,
+            headers={**self._headers, **(headers or {})},
+            json_body=request_kwargs.get("json"),
+            idempotent=self.method in ("GET", "HEAD"),
+            what=f"Metrika ({self.metrika_conn_id})",
+        )
+        return transport.request_response(req)
+
+    def check_response(self, response: requests.Response) -> None:
+        """Raise the typed error for a failed answer, without logging its body or URL."""
+        if response.status_code >= 400:
+            raise metrika_error(
+                response.status_code,
+                response.text,
+                what=f"Metrika ({self.metrika_conn_id})",
+                secrets=self._setup().secrets,
+            )
+
+    def _request(self, req: Request) -> Any:
+        transport = self._setup()
+        req.headers = {**self._headers, **(req.headers or {})}
+        return transport.request_json(req)
+
+    def upload_calls(
+        self,
+        counter_id: int,
+        csv: bytes | str | os.PathLike | IO[bytes],
+        *,
+        comment: str | None = None,
+        new_goal_name: str | None = None,
+        client_id_type: str = "CLIENT_ID",
+    ) -> dict:
+        """Upload a calls CSV (streamed as the multipart field ``file``); return the ``uploading`` record.
+
+        ``csv`` is the file's bytes, a path (``str`` without a newline, or ``PathLike``), CSV text (a
+        ``str`` with newlines, sent as UTF-8), or a binary file object. Not idempotent: if the answer is
+        lost after the file was sent, :class:`~calltouch_metrika.exceptions.OutcomeUnknownError` is
+        raised (look the upload up with :meth:`find_calls_uploading` by its ``comment``); it is re-sent
+        only when the server certainly did not act on it (429, 503 with a body, connection refused).
+        """
+        counter = _counter(counter_id)
+        if client_id_type not in CLIENT_ID_TYPES:
+            raise ValueError(
+                f"client_id_type must be one of {', '.join(CLIENT_ID_TYPES)}, not {client_id_type!r}"
+            )
+        if comment is not None and len(comment) > MAX_COMMENT:
+            raise ValueError(f"comment is {len(comment)} characters; Metrika keeps at most {MAX_COMMENT}")
+        params = {"client_id_type": client_id_type}
+        if comment is not None:
+            params["comment"] = comment
+        if new_goal_name:
+            params["new_goal_name"] = new_goal_name
+        body = MultipartFile(csv)
+        try:
+            answer = self._request(
+                Request(
+                    "POST",
+                    UPLOAD_PATH.format(counter_id=counter),
+                    params=params,
+                    body=body,
+                    idempotent=False,
+                    what=f"Metrika counter {counter}, calls upload",
+                )
+            )
+        finally:
+            body.close()
+        return _uploading(answer, f"Metrika counter {counter}")
+
+    def get_calls_uploading(self, counter_id: int, uploading_id: int) -> dict:
+        """One upload's record (``status``, ``source_quantity``, ``line_quantity``, ...)."""
+        counter = _counter(counter_id)
+        answer = self._request(
+            Request(
+                "GET",
+                UPLOADING_PATH.format(counter_id=counter, uploading_id=int(uploading_id)),
+                what=f"Metrika counter {counter}, upload {uploading_id}",
+            )
+        )
+        return _uploading(answer, f"Metrika counter {counter}, upload {uploading_id}")
+
+    def list_calls_uploadings(self, counter_id: int) -> list[dict]:
+        """Every calls upload of the counter, following ``limit``/``offset`` to the end (API order)."""
+        counter = _counter(counter_id)
+        what = f"Metrika counter {counter}, uploads list"
+        out: list[dict] = []
+        offset = 0
+        while True:
+            answer = self._request(
+                Request(
+                    "GET",
+                    UPLOADINGS_PATH.format(counter_id=counter),
+                    params={"limit": str(self.list_page_size), "offset": str(offset)},
+                    what=what,
+                )
+            )
+            page = answer.get("uploadings") if isinstance(answer, dict) else None
+            if not isinstance(page, list):
+                raise MalformedResponseError(f"{what}: Metrika answered without an 'uploadings' list")
+            out.extend(u for u in page if isinstance(u, dict))
+            if len(page) < self.list_page_size:
+                return out
+            offset += len(page)
+
+    def find_calls_uploading(self, counter_id: int, *, comment: str) -> dict | None:
+        """The newest upload with exactly this ``comment``, or ``None`` (how an operator resolves "outcome unknown")."""
+        matches = [u for u in self.list_calls_uploadings(counter_id) if u.get("comment") == comment]
+        if not matches:
+            return None
+        return max(matches, key=lambda u: (str(u.get("create_time") or ""), int(u.get("id") or 0)))
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The Test button: lists the token's counters (and reads extra ``counter_id``'s uploads, if set)."""
+        try:
+            self._setup()
+            answer = self._request(Request("GET", COUNTERS_PATH, params={"per_page": "1"}, what="Metrika"))
+            if not isinstance(answer, dict) or not isinstance(answer.get("counters"), list):
+                raise MalformedResponseError("Metrika: the counters list answered without 'counters'")
+            counter = self._extra.get("counter_id")
+            if counter not in (None, ""):
+                counter = _counter(counter)
+                self._request(
+                    Request(
+                        "GET",
+                        UPLOADINGS_PATH.format(counter_id=counter),
+                        params={"limit": "1"},
+                        what=f"Metrika counter {counter}",
+                    )
+                )
+                return True, f"Metrika: token accepted, counter {counter} readable"
+            return True, "Metrika: token accepted"
+        except (CalltouchMetrikaError, ValueError) as exc:
+            return False, str(exc)
+        except Exception as exc:  # the Test button must answer, whatever happened
+            return False, f"Metrika connection test failed: {type(exc).__name__}"
+
+
+class MetrikaAsyncHook(BaseHook):
+    """Async counterpart of :class:`MetrikaHook` for triggers (``aget_connection``, never the sync API)."""
+
+    conn_name_attr = "metrika_conn_id"
+    default_conn_name = "metrika_default"
+    conn_type = "yandex_metrika"
+    hook_name = "Yandex Metrika (async)"
+
+    def __init__(
+        self,
+        metrika_conn_id: str = default_conn_name,
+        *,
+        timeout: float = 60.0,
+        max_attempts: int = 6,
+        requests_per_second: float = 30.0,
+        max_parallel: int = 3,
+        retry_wait_min: float = 1.0,
+        retry_wait_max: float = 30.0,
+        retry_after_max: float = 120.0,
+    ) -> None:
+        super().__init__()
+        self.metrika_conn_id = metrika_conn_id
+        self.timeout = timeout
+        self.requests_per_second = requests_per_second
+        self.max_parallel = max_parallel
+        self.policy = RetryPolicy(max_attempts, retry_wait_min, retry_wait_max, retry_after_max)
+        self._transport: AsyncTransport | None = None
+        self._headers: dict[str, str] = {}
+
+    async def _setup(self) -> AsyncTransport:
+        if self._transport is None:
+            conn = await BaseHook.aget_connection(self.metrika_conn_id)
+            token = _token(conn, self.metrika_conn_id)
+            await amask_token(token)
+            base_url = base_url_from_connection(conn)
+            self._headers = {"Authorization": f"OAuth {token}"}
+            self._transport = AsyncTransport(
+                api=METRIKA,
+                base_url=base_url,
+                limiter=get_limiter(
+                    "metrika", base_url, self.requests_per_second, max_in_flight=self.max_parallel
+                ),
+                timeout=self.timeout,
+                policy=self.policy,
+                secrets=Secrets(token, register=False),
+                logger=self.log,
+            )
+        return self._transport
+
+    async def get_calls_uploading(self, counter_id: int, uploading_id: int) -> dict:
+        """One upload's record."""
+        transport = await self._setup()
+        counter = _counter(counter_id)
+        what = f"Metrika counter {counter}, upload {uploading_id}"
+        answer = await transport.request_json(
+            Request(
+                "GET",
+                UPLOADING_PATH.format(counter_id=counter, uploading_id=int(uploading_id)),
+                headers=self._headers,
+                what=what,
+            )
+        )
+        return _uploading(answer, what)
+
+
+__all__ = ["CLIENT_ID_TYPES", "MetrikaAsyncHook", "MetrikaHook"]

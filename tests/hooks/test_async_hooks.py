@@ -1,0 +1,113 @@
+"""CalltouchAsyncHook and MetrikaAsyncHook (what triggers poll) against the sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from calltouch_metrika.exceptions import (
+    AuthenticationError,
+    MalformedResponseError,
+    NotFoundError,
+    ServerError,
+)
+from calltouch_metrika.hooks.calltouch import CalltouchAsyncHook
+from calltouch_metrika.hooks.metrika import MetrikaAsyncHook
+from tests.hooks.conftest import FAST, calls_csv, status_count
+
+pytestmark = pytest.mark.integration
+
+PLAN_ITEM = {
+    "dateFrom": "01-04-2021",
+    "dateTo": "01-04-2021",
+    "source": "yandex",
+    "metric": {"type": "Лиды", "name": "Уникальные лиды", "value": 7},
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_sync_connection_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Async hooks must use ``aget_connection``: the sync lookup can deadlock a triggerer."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("sync get_connection called from an async hook")
+
+    monkeypatch.setattr(CalltouchAsyncHook, "get_connection", classmethod(refuse))
+    monkeypatch.setattr(MetrikaAsyncHook, "get_connection", classmethod(refuse))
+
+
+async def test_calltouch_async_plans_status(sandbox: Any, calltouch: Any) -> None:
+    sandbox.reset(plans_in_progress_seconds=0.0)
+    import_id = calltouch().plans_import_add([PLAN_ITEM])
+    data = await CalltouchAsyncHook(**FAST).plans_import_status(import_id)
+    assert data["status"] == "success"
+    assert data["items"][0]["metric"]["value"] == 7
+
+
+async def test_calltouch_async_unknown_import_and_bad_token(sandbox: Any, add_connection: Any) -> None:
+    with pytest.raises(NotFoundError, match="12345"):
+        await CalltouchAsyncHook(**FAST).plans_import_status(12345)
+    conn = add_connection(
+        "ct_async_bad",
+        conn_type="calltouch",
+        host=sandbox.url,
+        password="nope-nope-nope",
+        extra={"site_id": 10001},
+    )
+    with pytest.raises(AuthenticationError) as err:
+        await CalltouchAsyncHook(conn, **FAST).plans_import_status(1)
+    assert "nope-nope-nope" not in str(err.value)
+
+
+async def test_calltouch_async_recovers_from_5xx_and_drops(sandbox: Any, calltouch: Any) -> None:
+    import_id = calltouch().plans_import_add([PLAN_ITEM])
+    sandbox.faults(fail_5xx=2, drop_connection=1, scope="calltouch")
+    data = await CalltouchAsyncHook(**FAST).plans_import_status(import_id)
+    assert data["status"] in ("in progress...", "success")
+    assert status_count(sandbox.state(), "503") == 2
+
+
+async def test_metrika_async_get_uploading(sandbox: Any, metrika: Any) -> None:
+    record = metrika().upload_calls(20001, calls_csv(), comment="async")
+    sandbox.faults(burst_429=1, truncate_body=1, scope="metrika")
+    got = await MetrikaAsyncHook(**FAST).get_calls_uploading(20001, record["id"])
+    assert got["id"] == record["id"] and got["comment"] == "async"
+    assert status_count(sandbox.state(), "429") == 1
+
+
+async def test_metrika_async_errors(sandbox: Any, add_connection: Any) -> None:
+    with pytest.raises(NotFoundError):
+        await MetrikaAsyncHook(**FAST).get_calls_uploading(20001, 404)
+    conn = add_connection(
+        "ym_async_bad", conn_type="yandex_metrika", host=sandbox.url, password="bad-ym-async"
+    )
+    with pytest.raises(AuthenticationError, match="20001"):
+        await MetrikaAsyncHook(conn, **FAST).get_calls_uploading(20001, 1)
+    sandbox.faults(fail_5xx=9, scope="metrika")
+    with pytest.raises(ServerError):
+        await MetrikaAsyncHook(max_attempts=2, **FAST).get_calls_uploading(20001, 1)
+    sandbox.faults(truncate_body=9, scope="metrika")
+    with pytest.raises(MalformedResponseError):
+        await MetrikaAsyncHook(max_attempts=2, **FAST).get_calls_uploading(20001, 1)
+
+
+async def test_metrika_async_timeout(sandbox: Any) -> None:
+    sandbox.faults(latency=1.0, scope="metrika")
+    with pytest.raises(ServerError, match="no answer within"):
+        await MetrikaAsyncHook(timeout=0.3, max_attempts=2, **FAST).get_calls_uploading(20001, 1)
+
+
+async def test_async_hooks_register_tokens_with_the_masker(sandbox: Any, add_connection: Any) -> None:
+    from urllib.parse import quote
+
+    from airflow.sdk._shared.secrets_masker import redact
+
+    token = "async/only+token=42"
+    sandbox.reset(metrika_tokens={token: [20001]})
+    conn = add_connection("ym_async_mask", conn_type="yandex_metrika", host=sandbox.url, password=token)
+    with pytest.raises(NotFoundError) as err:
+        await MetrikaAsyncHook(conn, **FAST).get_calls_uploading(20001, 1)
+    assert token not in str(err.value)
+    assert redact(f"x {token} y") == "x *** y"
+    assert redact(f"x {quote(token, safe='')} y") == "x *** y"
