@@ -34,6 +34,14 @@ os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 os.environ["CALLTOUCH_METRIKA_DATA"] = str(_AIRFLOW_HOME / "data")
 
+# Property tests explore a fixed sequence of examples, so `make test` is deterministic (the same
+# examples on every run and machine); HYPOTHESIS_PROFILE=explore searches anew.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+_hypothesis_settings.register_profile("explore", derandomize=False)
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 CALLTOUCH_TOKEN = "sandbox-ct-token"
 METRIKA_TOKEN = "sandbox-ym-token"
 SITE_ID = 10001

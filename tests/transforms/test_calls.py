@@ -545,3 +545,15 @@ def test_repeated_local_hour_accepts_either_reading():
         calls_to_table(records), TransformOptions(site_id=SITE, site_timezone="America/New_York"), now=now
     )
     assert result.upload["DateTime"].tolist() == [first, second]
+
+
+def test_missing_call_ids_do_not_make_call_id_zero_a_duplicate() -> None:
+    """Regression (found by Hypothesis): invalid callIds once counted as an earlier callId 0."""
+    result = run([call(call_id=...), call(call_id=...), call(call_id=0)])
+    assert result.counts.rejects_by_reason == {"invalid_call_id": 2}
+    assert result.counts.uploaded == 1
+
+
+def test_an_order_amount_too_large_for_a_price_is_rejected_not_raised() -> None:
+    """Regression (found by Hypothesis): 1e+26 overflowed Decimal.quantize."""
+    assert rejected_reason(call(orders=[{"completedAmount": 1e26}]), price_mode="orders") == "invalid_price"

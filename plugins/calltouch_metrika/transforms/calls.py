@@ -499,7 +499,10 @@ def _orders_amount(text: str | None) -> Decimal | object | None:
             return _INVALID
         total = amount if total is None else total + amount
     if total is not None:
-        total = total.quantize(_CENT, rounding=ROUND_HALF_UP)
+        try:
+            total = total.quantize(_CENT, rounding=ROUND_HALF_UP)
+        except InvalidOperation:  # too many digits for a price (e.g. 1e+26): not a real amount
+            return _INVALID
         if total >= _MAX_PRICE:
             return _INVALID
     return total
@@ -574,8 +577,11 @@ def calls_to_metrika(
     # callId
     call_id, call_id_valid = _ints(calls, "callId")
     rej.reject(~call_id_valid, "invalid_call_id", "callId is missing or not an integer")
-    ids = pd.Series(np.where(call_id_valid, call_id, 0))
-    duplicate = ids.duplicated(keep="first").to_numpy() & call_id_valid
+    # Only valid ids take part: an invalid (missing) callId must not shadow a real callId 0.
+    duplicate = np.zeros(n, dtype=bool)
+    duplicate[np.flatnonzero(call_id_valid)] = (
+        pd.Series(call_id[call_id_valid]).duplicated(keep="first").to_numpy()
+    )
     if exclude_call_ids is not None:
         excluded = (
             np.fromiter(exclude_call_ids, dtype=np.int64)
