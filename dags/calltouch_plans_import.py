@@ -93,6 +93,7 @@ with DAG(
                 force="{{ params.force }}",
                 only_file="{{ params.file }}",
                 retries=_p.retries,
+                **({"pool": _p.pool} if _p.pool else {}),
             )
             PlansImportStatusSensor(
                 task_id="wait_for_import",

@@ -183,7 +183,10 @@ class Pipeline(_Strict):
     retries: int = Field(default=2, ge=0, le=20)
     owner: str = "calltouch-metrika"
     dag_tags: list[str] = Field(default_factory=lambda: ["calltouch", "metrika"])
-    pool: str | None = None
+    #: Airflow pool the tasks that call Calltouch run in, so that several workers together stay under
+    #: Calltouch's 5 requests/s (each task's hook already uses the whole limit: give the pool 1 slot).
+    #: The pool must exist (`make up` and docker compose create it); set null to run without one.
+    pool: str | None = "calltouch_api"
     status_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
     status_timeout_hours: float = Field(default=24.0, gt=0, le=168)
     plans_file: str | None = None
