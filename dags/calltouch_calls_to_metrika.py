@@ -10,12 +10,10 @@ An invalid configuration raises ``ConfigError`` here, which Airflow shows as thi
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
-import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from calltouch_metrika.config import Pipeline, load_config
+from calltouch_metrika.dag_factory import local_midnight, pipeline_default_args, pool_kwargs
 from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
 from calltouch_metrika.operators.metrika import MetrikaUploadCallsOperator
 from calltouch_metrika.sensors.metrika import UploadStatusSensor
@@ -41,21 +39,14 @@ to upload again even if this day was already uploaded.
 
 def build_dag(pipeline: Pipeline) -> DAG:
     """The calls DAG of one pipeline."""
-    tz = pendulum.timezone(pipeline.timezone)
-    start = datetime(pipeline.start_date.year, pipeline.start_date.month, pipeline.start_date.day, tzinfo=tz)
     with DAG(
         dag_id=pipeline.dag_id,
         description=f"Calltouch site {pipeline.site_id} calls -> Metrika counter {pipeline.counter_id}",
         schedule=CronDataIntervalTimetable(pipeline.schedule, timezone=pipeline.timezone),
-        start_date=start,
+        start_date=local_midnight(pipeline.start_date, pipeline.timezone),
         catchup=True,
         max_active_runs=pipeline.max_active_runs,
-        default_args={
-            "owner": pipeline.owner,
-            "retries": pipeline.retries,
-            "retry_delay": timedelta(minutes=5),
-            "retry_exponential_backoff": True,
-        },
+        default_args=pipeline_default_args(pipeline, retry_exponential_backoff=True),
         params={
             "dry_run": Param(
                 False, type="boolean", description="Build and validate the CSV; upload nothing."
@@ -77,7 +68,6 @@ def build_dag(pipeline: Pipeline) -> DAG:
             on_linkage_failure=pipeline.on_linkage_failure,
         ),
     ) as dag:
-        extract_kwargs = {"pool": pipeline.pool} if pipeline.pool else {}
         extract = CalltouchExtractOperator(
             task_id="extract",
             kind="calls",
@@ -87,7 +77,7 @@ def build_dag(pipeline: Pipeline) -> DAG:
             storage_root=pipeline.storage_root,
             hash_phone_numbers=pipeline.hash_phone_numbers,
             timezone=pipeline.timezone,
-            **extract_kwargs,
+            **pool_kwargs(pipeline),
         )
         upload = MetrikaUploadCallsOperator(
             task_id="upload",

@@ -14,12 +14,12 @@ This file only reads the configuration and wires operators: no API calls, no pan
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date
 
-import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TaskGroup
 
 from calltouch_metrika.config import load_config
+from calltouch_metrika.dag_factory import default_args, local_midnight, pool_kwargs
 from calltouch_metrika.operators.calltouch_plans import PlansImportOperator
 from calltouch_metrika.sensors.calltouch import PlansImportStatusSensor
 
@@ -56,14 +56,10 @@ with DAG(
     dag_id=DAG_ID,
     description="Validated plan files -> Calltouch plans-import, awaited until success",
     schedule=CronTriggerTimetable(SCHEDULE, timezone=TIMEZONE),
-    start_date=(
-        datetime(_start.year, _start.month, _start.day, tzinfo=pendulum.timezone(TIMEZONE))
-        if _start
-        else datetime(2026, 1, 1, tzinfo=pendulum.timezone(TIMEZONE))
-    ),
+    start_date=local_midnight(_start or date(2026, 1, 1), TIMEZONE),
     catchup=False,
     max_active_runs=1,  # two runs must not send the same batch at the same time
-    default_args={"owner": "marketing-data", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args=default_args(owner="marketing-data", retries=2),
     params={
         "file": Param(
             "",
@@ -93,7 +89,7 @@ with DAG(
                 force="{{ params.force }}",
                 only_file="{{ params.file }}",
                 retries=_p.retries,
-                **({"pool": _p.pool} if _p.pool else {}),
+                **pool_kwargs(_p),
             )
             PlansImportStatusSensor(
                 task_id="wait_for_import",

@@ -21,35 +21,20 @@ Parsing reads the config only: no API call, no pandas.
 
 from __future__ import annotations
 
-import urllib.parse
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from calltouch_metrika.config import Pipeline, load_config
+from calltouch_metrika.dag_factory import (
+    local_midnight,
+    pipeline_default_args,
+    pool_kwargs,
+    requests_asset,
+    requests_export_pipelines,
+)
 from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
-from calltouch_metrika.storage import root_path
 
 DAG_ID_PREFIX = "calltouch_requests_export__"
-ASSET_NAME_PREFIX = "calltouch_requests__"
-
-
-def requests_asset(pipeline: Pipeline) -> Asset:
-    """The Asset a pipeline's requests export updates (the consumer DAG builds the same one).
-
-    The URI is the site's dataset directory under the storage root, without any connection id
-    (``s3://conn@bucket/...`` -> ``s3://bucket/...``): an Asset URI names data, not credentials.
-    """
-    directory = root_path(pipeline.storage_root) / "calltouch" / "requests" / f"site={pipeline.site_id}"
-    parts = urllib.parse.urlsplit(str(directory))
-    uri = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    return Asset(
-        name=f"{ASSET_NAME_PREFIX}{pipeline.name}",
-        uri=uri,
-        group="calltouch",
-        extra={"site_id": pipeline.site_id, "format": "parquet", "partitioning": "date=YYYY-MM-DD"},
-    )
 
 
 def build_dag(pipeline: Pipeline) -> DAG:
@@ -57,23 +42,17 @@ def build_dag(pipeline: Pipeline) -> DAG:
     export = pipeline.requests_export
     if export is None or not export.enabled:
         raise ValueError(f"pipeline {pipeline.name!r}: requests_export is not enabled")
-    tz = pendulum.timezone(pipeline.timezone)
-    start = pendulum.datetime(
-        pipeline.start_date.year, pipeline.start_date.month, pipeline.start_date.day, tz=tz
-    )
     asset = requests_asset(pipeline)
     with DAG(
         dag_id=f"{DAG_ID_PREFIX}{pipeline.name}",
         description=f"Calltouch requests journal of site {pipeline.site_id} -> Parquet, one file per local day",
-        schedule=CronDataIntervalTimetable(export.schedule or pipeline.schedule, timezone=tz),
-        start_date=start,
+        schedule=CronDataIntervalTimetable(
+            export.schedule or pipeline.schedule, timezone=pendulum.timezone(pipeline.timezone)
+        ),
+        start_date=local_midnight(pipeline.start_date, pipeline.timezone),
         catchup=True,
         max_active_runs=pipeline.max_active_runs,
-        default_args={
-            "owner": pipeline.owner,
-            "retries": pipeline.retries,
-            "retry_delay": timedelta(minutes=5),
-        },
+        default_args=pipeline_default_args(pipeline),
         # The pipeline's own tags (team, environment...), minus "metrika": this DAG never talks to it.
         tags=list(
             dict.fromkeys(["calltouch", "requests", *(t for t in pipeline.dag_tags if t != "metrika")])
@@ -89,13 +68,12 @@ def build_dag(pipeline: Pipeline) -> DAG:
             storage_root=pipeline.storage_root,
             timezone=pipeline.timezone,
             outlets=[asset],
-            pool=pipeline.pool,
+            **pool_kwargs(pipeline),
             doc_md=f"Writes one local day of requests to `{asset.uri}/date=YYYY-MM-DD/requests.parquet`; "
             f"success records an event on the Asset `{asset.name}`.",
         )
     return dag
 
 
-for _pipeline in load_config().pipelines:
-    if _pipeline.requests_export is not None and _pipeline.requests_export.enabled:
-        globals()[f"{DAG_ID_PREFIX}{_pipeline.name}"] = build_dag(_pipeline)
+for _pipeline in requests_export_pipelines(load_config().pipelines):
+    globals()[f"{DAG_ID_PREFIX}{_pipeline.name}"] = build_dag(_pipeline)

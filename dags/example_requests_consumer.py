@@ -21,37 +21,19 @@ file reads the config only: no pandas, no pyarrow, no API call.
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, AssetAny, ObjectStoragePath, get_current_context, task
+from airflow.sdk import DAG, AssetAny, ObjectStoragePath, get_current_context, task
 
-from calltouch_metrika.config import Pipeline, load_config
-from calltouch_metrika.storage import root_path
+from calltouch_metrika.config import load_config
+from calltouch_metrika.dag_factory import default_args, requests_asset, requests_export_pipelines
 
 log = logging.getLogger(__name__)
 
 DAG_ID = "example_requests_consumer"
-
-
-def requests_asset(pipeline: Pipeline) -> Asset:
-    """The Asset of a pipeline's requests dataset: the same as ``calltouch_requests_export.requests_asset``.
-
-    (Rebuilt here rather than imported, because a DAG file should not import another DAG file;
-    the test suite checks that both files build equal Assets.)
-    """
-    directory = root_path(pipeline.storage_root) / "calltouch" / "requests" / f"site={pipeline.site_id}"
-    parts = urllib.parse.urlsplit(str(directory))
-    uri = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    return Asset(
-        name=f"calltouch_requests__{pipeline.name}",
-        uri=uri,
-        group="calltouch",
-        extra={"site_id": pipeline.site_id, "format": "parquet", "partitioning": "date=YYYY-MM-DD"},
-    )
 
 
 def newest_partition(asset_uri: str) -> ObjectStoragePath | None:
@@ -92,9 +74,8 @@ def summarise(paths: list[str]) -> dict[str, Any]:
     }
 
 
-_PIPELINES = [
-    p for p in load_config().pipelines if p.requests_export is not None and p.requests_export.enabled
-]
+# The same Assets the requests export DAGs update (both build them with dag_factory.requests_asset).
+_PIPELINES = requests_export_pipelines(load_config().pipelines)
 _ASSETS = [requests_asset(p) for p in _PIPELINES]
 
 if _ASSETS:
@@ -104,7 +85,7 @@ if _ASSETS:
         schedule=AssetAny(*_ASSETS),
         start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
         catchup=False,
-        default_args={"owner": _PIPELINES[0].owner, "retries": 1, "retry_delay": timedelta(minutes=1)},
+        default_args=default_args(owner=_PIPELINES[0].owner, retries=1, retry_delay=timedelta(minutes=1)),
         tags=["calltouch", "requests", "example"],
         doc_md=__doc__,
     ) as dag:

@@ -12,18 +12,13 @@ from typing import Any
 import pytest
 import requests
 
-from calltouch_metrika.transforms.plans import PLAN_COLUMNS
+from tests.helpers import write_plan
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "calltouch_plans_import.py"
 DAG_ID = "calltouch_plans_import"
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
-
-
-def write_plan(path: Path, rows: list[str]) -> Path:
-    path.write_text("\n".join([",".join(PLAN_COLUMNS), *rows]) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture

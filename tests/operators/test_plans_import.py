@@ -13,46 +13,10 @@ from calltouch_metrika.exceptions import AuthenticationError, PlanFileError, Val
 from calltouch_metrika.hooks.calltouch import CalltouchHook
 from calltouch_metrika.operators.calltouch_plans import PlansImportOperator, as_bool, read_ledger_entry
 from calltouch_metrika.sensors.calltouch import PlansImportStatusSensor
-from calltouch_metrika.transforms.plans import PLAN_COLUMNS, PlanBatch, map_violations
+from calltouch_metrika.transforms.plans import PlanBatch, map_violations
+from tests.helpers import SEED_BODY_ITEMS, SEED_PLAN_ROWS, write_plan
 
 SITE_ID = 10001
-HEADER = ",".join(PLAN_COLUMNS)
-SEED_ROWS = [
-    "2021-04-01,2021-04-02,yandex,cpc,april,sale,распродажа,Лиды,Уникальные лиды,100",
-    "2021-04-01,2021-04-20,google,cpc,,,,Сделки и ROI,Выручка,23423",
-    "2021-04-01,2021-04-20,,cpc,,,,Пользовательские,Название столбца,22",
-]
-#: seed 001's example request body, verbatim.
-SEED_BODY_ITEMS = [
-    {
-        "dateFrom": "01-04-2021",
-        "dateTo": "02-04-2021",
-        "source": "yandex",
-        "medium": "cpc",
-        "campaign": "april",
-        "content": "sale",
-        "keyword": "распродажа",
-        "metric": {"type": "Лиды", "name": "Уникальные лиды", "value": 100},
-    },
-    {
-        "dateFrom": "01-04-2021",
-        "dateTo": "20-04-2021",
-        "source": "google",
-        "medium": "cpc",
-        "metric": {"type": "Сделки и ROI", "name": "Выручка", "value": 23423},
-    },
-    {
-        "dateFrom": "01-04-2021",
-        "dateTo": "20-04-2021",
-        "medium": "cpc",
-        "metric": {"type": "Пользовательские", "name": "Название столбца", "value": 22},
-    },
-]
-
-
-def write_plan(path: Path, rows: list[str]) -> Path:
-    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
-    return path
 
 
 def many_rows(n: int) -> list[str]:
@@ -78,7 +42,7 @@ def state_of(sandbox: Any) -> dict[str, Any]:
 
 def test_seed_example_body_is_accepted_through_the_operator(sandbox: Any, tmp_path: Path) -> None:
     sandbox.reset(plans_in_progress_seconds=0)
-    plan = write_plan(tmp_path / "seed.csv", SEED_ROWS)
+    plan = write_plan(tmp_path / "seed.csv", SEED_PLAN_ROWS)
     out = importer(plan, tmp_path / "data").execute(context={})
 
     state = imports_of(sandbox)
@@ -226,7 +190,7 @@ def test_wrong_token_is_an_authentication_error_without_the_token(
             }
         ),
     )
-    plan = write_plan(tmp_path / "p.csv", SEED_ROWS[:1])
+    plan = write_plan(tmp_path / "p.csv", SEED_PLAN_ROWS[:1])
     with pytest.raises(AuthenticationError) as exc:
         importer(plan, tmp_path / "data", calltouch_conn_id="calltouch_bad").execute(context={})
     assert "wrong-token-123456" not in str(exc.value)
@@ -290,7 +254,7 @@ def test_only_changed_batches_are_sent_again(sandbox: Any, tmp_path: Path) -> No
 def test_sent_but_not_awaited_batches_are_checked_not_resent(sandbox: Any, tmp_path: Path) -> None:
     """A run that sent but never saw the status (sensor failed/killed) -> the next run asks, not resends."""
     sandbox.reset(plans_in_progress_seconds=0)
-    plan = write_plan(tmp_path / "p.csv", SEED_ROWS)
+    plan = write_plan(tmp_path / "p.csv", SEED_PLAN_ROWS)
     first = importer(plan, tmp_path / "data").execute(context={})
     assert read_ledger_entry(_ledger(first[0]))["state"] == "sent"
 
@@ -302,7 +266,7 @@ def test_sent_but_not_awaited_batches_are_checked_not_resent(sandbox: Any, tmp_p
 
 def test_in_progress_batch_from_an_earlier_run_is_awaited_again(sandbox: Any, tmp_path: Path) -> None:
     sandbox.reset(plans_in_progress_seconds=3600)
-    plan = write_plan(tmp_path / "p.csv", SEED_ROWS)
+    plan = write_plan(tmp_path / "p.csv", SEED_PLAN_ROWS)
     first = importer(plan, tmp_path / "data").execute(context={})
     again = importer(plan, tmp_path / "data").execute(context={})
     assert [(o["import_log_id"], o["reused"]) for o in again] == [(first[0]["import_log_id"], True)]
@@ -312,7 +276,7 @@ def test_in_progress_batch_from_an_earlier_run_is_awaited_again(sandbox: Any, tm
 def test_failed_import_is_sent_again_next_run(sandbox: Any, tmp_path: Path) -> None:
     sandbox.reset(plans_in_progress_seconds=0)
     sandbox.faults(plans_status_error=True)
-    plan = write_plan(tmp_path / "p.csv", SEED_ROWS)
+    plan = write_plan(tmp_path / "p.csv", SEED_PLAN_ROWS)
     first = importer(plan, tmp_path / "data").execute(context={})
     with pytest.raises(Exception, match=r"import\(s\) 1 \(p\.csv:rows 2-4\) as \['error'\]"):
         waiter(first).execute(context={})
@@ -336,7 +300,7 @@ def test_dry_run_sends_and_writes_nothing(sandbox: Any, tmp_path: Path) -> None:
 
 def test_force_sends_again_what_was_imported(sandbox: Any, tmp_path: Path) -> None:
     sandbox.reset(plans_in_progress_seconds=0)
-    plan = write_plan(tmp_path / "p.csv", SEED_ROWS)
+    plan = write_plan(tmp_path / "p.csv", SEED_PLAN_ROWS)
     waiter(importer(plan, tmp_path / "data").execute(context={})).execute(context={})
     out = importer(plan, tmp_path / "data", force="true").execute(context={})
     assert [o["import_log_id"] for o in out] == [2]
@@ -344,7 +308,7 @@ def test_force_sends_again_what_was_imported(sandbox: Any, tmp_path: Path) -> No
 
 
 def test_only_file_skips_other_files(sandbox: Any, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "p.csv", SEED_ROWS)
+    plan = write_plan(tmp_path / "p.csv", SEED_PLAN_ROWS)
     with pytest.raises(AirflowSkipException, match=r"imports only 'other\.csv'"):
         importer(plan, tmp_path / "data", only_file="other.csv").execute(context={})
     assert imports_of(sandbox) == []

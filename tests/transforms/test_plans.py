@@ -21,13 +21,9 @@ from calltouch_metrika.transforms.plans import (
     parse_plan_csv,
     read_plan_bytes,
 )
+from tests.helpers import PLAN_HEADER, SEED_BODY_ITEMS, SEED_PLAN_ROWS, plan_csv
 
 REPO = Path(__file__).resolve().parents[2]
-HEADER = ",".join(PLAN_COLUMNS)
-
-
-def csv_text(*rows: str, header: str = HEADER) -> str:
-    return "\n".join([header, *rows]) + "\n"
 
 
 def problems_of(text: str, file: str = "plan.csv") -> list[str]:
@@ -40,43 +36,14 @@ def problems_of(text: str, file: str = "plan.csv") -> list[str]:
 
 def test_seed_example_rows_build_the_seed_items() -> None:
     """The three items of seed 001's example body, written as a plan file, give that exact body."""
-    text = csv_text(
-        "2021-04-01,2021-04-02,yandex,cpc,april,sale,распродажа,Лиды,Уникальные лиды,100",
-        "2021-04-01,2021-04-20,google,cpc,,,,Сделки и ROI,Выручка,23423",
-        "2021-04-01,2021-04-20,,cpc,,,,Пользовательские,Название столбца,22",
-    )
-    rows = parse_plan_csv(text, file="seed.csv")
-    assert [r.item for r in rows] == [
-        {
-            "dateFrom": "01-04-2021",
-            "dateTo": "02-04-2021",
-            "source": "yandex",
-            "medium": "cpc",
-            "campaign": "april",
-            "content": "sale",
-            "keyword": "распродажа",
-            "metric": {"type": "Лиды", "name": "Уникальные лиды", "value": 100},
-        },
-        {
-            "dateFrom": "01-04-2021",
-            "dateTo": "20-04-2021",
-            "source": "google",
-            "medium": "cpc",
-            "metric": {"type": "Сделки и ROI", "name": "Выручка", "value": 23423},
-        },
-        {
-            "dateFrom": "01-04-2021",
-            "dateTo": "20-04-2021",
-            "medium": "cpc",
-            "metric": {"type": "Пользовательские", "name": "Название столбца", "value": 22},
-        },
-    ]
+    rows = parse_plan_csv(plan_csv(*SEED_PLAN_ROWS), file="seed.csv")
+    assert [r.item for r in rows] == SEED_BODY_ITEMS
     assert [r.row for r in rows] == [2, 3, 4]
 
 
 def test_bom_blank_lines_and_spaces_are_tolerated() -> None:
     data = (
-        "\ufeff" + csv_text("", " 2021-04-01 , 2021-04-01 , yandex ,,,,, Лиды , Все лиды , 7 ", "")
+        "\ufeff" + plan_csv("", " 2021-04-01 , 2021-04-01 , yandex ,,,,, Лиды , Все лиды , 7 ", "")
     ).encode()
     rows = read_plan_bytes(data, file="bom.csv")
     assert len(rows) == 1
@@ -92,14 +59,14 @@ def test_bom_blank_lines_and_spaces_are_tolerated() -> None:
 def test_columns_may_come_in_any_order() -> None:
     header = "metric_type,metric_name,value,date_from,date_to,keyword,content,campaign,medium,source"
     rows = parse_plan_csv(
-        csv_text("Площадки,Бюджет,5000,2021-01-01,2021-01-31,,,,,yandex", header=header), file="x"
+        plan_csv("Площадки,Бюджет,5000,2021-01-01,2021-01-31,,,,,yandex", header=header), file="x"
     )
     assert rows[0].item["metric"] == {"type": "Площадки", "name": "Бюджет", "value": 5000}
     assert rows[0].item["source"] == "yandex"
 
 
 def test_every_problem_is_reported_at_once_with_file_row_and_field() -> None:
-    text = csv_text(
+    text = plan_csv(
         "2021-04-20,2021-04-01,yandex,,,,,Лиды,Уникальные лиды,1.5",  # 2: dates reversed, decimal
         "2021-02-30,2021-04-01,,,,,,Лидс,Все лиды,10 000",  # 3: bad date, no dims, bad type, spaced int
         "2021-04-01,2021-04-01,a,,,,,Электронная торговля,Удален из корзины,",  # 4: е vs ё, empty value
@@ -139,7 +106,7 @@ def test_every_problem_is_reported_at_once_with_file_row_and_field() -> None:
 
 def test_header_problems_unknown_missing_and_repeated_columns() -> None:
     header = "date_from,date_to,source,medium,campain,content,keyword,metric_type,metric_name,value,value"
-    problems = problems_of(csv_text("2021-04-01,2021-04-01,a,,,,,Лиды,Все лиды,1,1", header=header))
+    problems = problems_of(plan_csv("2021-04-01,2021-04-01,a,,,,,Лиды,Все лиды,1,1", header=header))
     assert problems == [
         "plan.csv:1: campain: unknown column (did you mean 'campaign'?); expected: "
         + ", ".join(PLAN_COLUMNS),
@@ -150,7 +117,7 @@ def test_header_problems_unknown_missing_and_repeated_columns() -> None:
 
 def test_rows_are_still_checked_when_a_column_is_missing() -> None:
     header = "date_from,date_to,source,medium,campaign,content,keyword,metric_type,metric_name"
-    problems = problems_of(csv_text("2021-04-01,2021-03-01,a,,,,,Лиды,Все лиды", header=header))
+    problems = problems_of(plan_csv("2021-04-01,2021-03-01,a,,,,,Лиды,Все лиды", header=header))
     assert problems == [
         "plan.csv:1: value: missing column",
         "plan.csv:2: date_from: date_from 2021-04-01 is after date_to 2021-03-01",
@@ -158,7 +125,7 @@ def test_rows_are_still_checked_when_a_column_is_missing() -> None:
 
 
 def test_multiline_quoted_cell_keeps_line_numbers_right() -> None:
-    text = csv_text(
+    text = plan_csv(
         '2021-04-01,2021-04-01,"multi\nline",,,,,Лиды,Все лиды,1',
         "2021-04-01,2021-04-01,a,,,,,Лиды,Все лиды,x",
     )
@@ -171,9 +138,9 @@ def test_multiline_quoted_cell_keeps_line_numbers_right() -> None:
     ("data", "expected"),
     [
         (b"", "plan.csv:1: header: the file is empty"),
-        (HEADER.encode() + b"\n", "plan.csv:2: row: the file has a header but no plan rows"),
+        (PLAN_HEADER.encode() + b"\n", "plan.csv:2: row: the file has a header but no plan rows"),
         (
-            HEADER.encode() + b"\n2021-04-01,2021-04-01,\xcf\xf0,,,,,\xcb,x,1\n",
+            PLAN_HEADER.encode() + b"\n2021-04-01,2021-04-01,\xcf\xf0,,,,,\xcb,x,1\n",
             "plan.csv:2: encoding: the file is not UTF-8 (byte 0xcf at offset",
         ),
     ],
@@ -190,7 +157,7 @@ def test_every_enumerated_name_is_accepted_and_free_names_too() -> None:
         for i, (t, n) in enumerate((t, n) for t, names in METRIC_TYPES.items() for n in sorted(names))
     ]
     lines += [f"2021-04-01,2021-04-01,x,,,,,{t},Мой показатель,1" for t in sorted(FREE_NAME_TYPES)]
-    rows = parse_plan_csv(csv_text(*lines), file="all.csv")
+    rows = parse_plan_csv(plan_csv(*lines), file="all.csv")
     assert len(rows) == len(CALLTOUCH_METRIC_NAMES) + len(FREE_NAME_TYPES)
 
 

@@ -15,14 +15,13 @@ Returns (XCom) ``{"<import_log_id>": "success", ...}`` (string keys: XCom is JSO
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
+from calltouch_metrika.sensors._base import DeferrableStatusSensor
 from calltouch_metrika.triggers.calltouch import (
     STATUS_IN_PROGRESS,
     STATUS_SUCCESS,
@@ -43,7 +42,7 @@ def _rows_label(rows: Sequence[int]) -> str:
     return "rows " + ",".join(map(str, rows))
 
 
-class PlansImportStatusSensor(BaseSensorOperator):
+class PlansImportStatusSensor(DeferrableStatusSensor):
     """Wait for Calltouch plans imports to reach ``success``; fail on ``error`` or timeout.
 
     :param imports: the :class:`~calltouch_metrika.operators.calltouch_plans.PlansImportOperator`'s XCom
@@ -72,14 +71,16 @@ class PlansImportStatusSensor(BaseSensorOperator):
         timeout: float = 6 * 3600.0,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("exponential_backoff", True)
-        kwargs.setdefault("max_wait", max_poke_interval)
-        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        super().__init__(
+            deferrable=deferrable,
+            poke_interval=poke_interval,
+            max_poke_interval=max_poke_interval,
+            timeout=timeout,
+            **kwargs,
+        )
         self.imports = imports
         self.calltouch_conn_id = calltouch_conn_id
         self.site_id = site_id
-        self.deferrable = deferrable
-        self.max_poke_interval = float(max_poke_interval)
         self._statuses: dict[str, str] = {}
         self._recorded: set[int] = set()
 
@@ -175,29 +176,21 @@ class PlansImportStatusSensor(BaseSensorOperator):
             self.log.info("no plans import to wait for (dry run, or every batch already imported)")
             return {}
         ids = [e["import_log_id"] for e in entries]
-        if not self.deferrable:
-            try:
-                return super().execute(context)
-            except AirflowSensorTimeout as exc:
-                pending = [int(i) for i, s in self._statuses.items() if s == STATUS_IN_PROGRESS] or ids
-                raise AirflowSensorTimeout(self._timeout_message(entries, pending) + f" ({exc})") from None
-        done = self.poke(context)
-        if done:
-            return done.xcom_value if isinstance(done, PokeReturnValue) else None
-        pending = [int(i) for i, s in self._statuses.items() if s == STATUS_IN_PROGRESS]
-        grace = max(60.0, 2 * self.max_poke_interval)
-        self.defer(
-            trigger=PlansImportStatusTrigger(
+
+        def timeout_message(exc: AirflowSensorTimeout) -> str:
+            pending = [int(i) for i, s in self._statuses.items() if s == STATUS_IN_PROGRESS] or ids
+            return self._timeout_message(entries, pending) + f" ({exc})"
+
+        return self.poke_or_defer(
+            context,
+            # built after the first poke: only the imports still in progress are watched
+            trigger=lambda **polling: PlansImportStatusTrigger(
                 calltouch_conn_id=self.calltouch_conn_id,
                 site_id=self._site_id(entries),
-                import_log_ids=pending,
-                poll_interval=self.poke_interval,
-                max_poll_interval=self.max_poke_interval,
-                deadline=time.time() + self.timeout,
+                import_log_ids=[int(i) for i, s in self._statuses.items() if s == STATUS_IN_PROGRESS],
+                **polling,
             ),
-            method_name="execute_complete",
-            # the trigger reports its own, more helpful timeout first; this is a safety net
-            timeout=timedelta(seconds=self.timeout + grace),
+            timeout_message=timeout_message,
         )
 
     def _timeout_message(self, entries: list[dict[str, Any]], pending: Sequence[int]) -> str:

@@ -12,12 +12,10 @@ exponentially growing intervals capped at ``max_poke_interval``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import (
     AirflowException,
     AirflowFailException,
@@ -26,6 +24,7 @@ from airflow.sdk.exceptions import (
 )
 
 from calltouch_metrika.exceptions import UploadFailedError
+from calltouch_metrika.sensors._base import DeferrableStatusSensor
 from calltouch_metrika.triggers.metrika import TERMINAL_STATUSES, UploadStatusTrigger
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ def resolve_upload_id(upload: Any) -> int | None:
     raise ValueError(f"not an upload id nor the upload task's XCom dict: {upload!r}")
 
 
-class UploadStatusSensor(BaseSensorOperator):
+class UploadStatusSensor(DeferrableStatusSensor):
     """Wait for a Metrika calls upload to finish; return the final ``uploading`` record (XCom).
 
     :param counter_id: the Metrika counter.
@@ -79,15 +78,17 @@ class UploadStatusSensor(BaseSensorOperator):
         timeout: float = 24 * 3600.0,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("exponential_backoff", True)
-        kwargs.setdefault("max_wait", max_poke_interval)
-        super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
+        super().__init__(
+            deferrable=deferrable,
+            poke_interval=poke_interval,
+            max_poke_interval=max_poke_interval,
+            timeout=timeout,
+            **kwargs,
+        )
         self.counter_id = counter_id
         self.upload = upload
         self.metrika_conn_id = metrika_conn_id
         self.on_linkage_failure = on_linkage_failure
-        self.deferrable = deferrable
-        self.max_poke_interval = float(max_poke_interval)
         self._upload_id: int | None = None
 
     # -- helpers -------------------------------------------------------------------------------
@@ -163,29 +164,17 @@ class UploadStatusSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Skip without an upload; else poke once and defer, or poke/reschedule until done."""
         upload_id = self._check_args()
-        if not self.deferrable:
-            try:
-                return super().execute(context)
-            except AirflowSensorTimeout as exc:
-                raise AirflowSensorTimeout(
-                    f"timed out waiting for upload {upload_id} on counter {self.counter_id}: {exc}"
-                ) from None
-        done = self.poke(context)
-        if done:
-            return done.xcom_value if isinstance(done, PokeReturnValue) else None
-        grace = max(60.0, 2 * self.max_poke_interval)
-        self.defer(
-            trigger=UploadStatusTrigger(
+        return self.poke_or_defer(
+            context,
+            trigger=lambda **polling: UploadStatusTrigger(
                 metrika_conn_id=self.metrika_conn_id,
                 counter_id=int(self.counter_id),
                 upload_id=upload_id,
-                poll_interval=self.poke_interval,
-                max_poll_interval=self.max_poke_interval,
-                deadline=time.time() + self.timeout,
+                **polling,
             ),
-            method_name="execute_complete",
-            # the trigger reports its own, more helpful timeout first; this is a safety net
-            timeout=timedelta(seconds=self.timeout + grace),
+            timeout_message=lambda exc: (
+                f"timed out waiting for upload {upload_id} on counter {self.counter_id}: {exc}"
+            ),
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

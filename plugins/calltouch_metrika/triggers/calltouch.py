@@ -22,11 +22,12 @@ Events (exactly one, then the trigger returns):
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
+
+from calltouch_metrika.triggers._polling import PollingTrigger, has_permanent_http_status
 
 __all__ = [
     "STATUS_ERROR",
@@ -45,13 +46,10 @@ def is_permanent_error(exc: BaseException) -> bool:
     """True for errors that polling again cannot fix: authentication, validation, 4xx (not 429)."""
     from calltouch_metrika.exceptions import AuthenticationError, ValidationError
 
-    if isinstance(exc, AuthenticationError | ValidationError):
-        return True
-    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
-    return status in (400, 401, 403, 404)
+    return isinstance(exc, AuthenticationError | ValidationError) or has_permanent_http_status(exc)
 
 
-class PlansImportStatusTrigger(BaseTrigger):
+class PlansImportStatusTrigger(PollingTrigger):
     """Poll ``plans-import/{id}/status`` for every id until all succeed, one fails, or the deadline passes.
 
     :param calltouch_conn_id: the Calltouch connection id.
@@ -76,44 +74,30 @@ class PlansImportStatusTrigger(BaseTrigger):
         backoff: float = 1.5,
         max_consecutive_errors: int = 10,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            deadline=deadline,
+            backoff=backoff,
+            max_consecutive_errors=max_consecutive_errors,
+        )
         self.calltouch_conn_id = calltouch_conn_id
         self.site_id = None if site_id is None else int(site_id)
         self.import_log_ids = [int(i) for i in import_log_ids]
-        self.poll_interval = float(poll_interval)
-        self.max_poll_interval = float(max_poll_interval)
-        self.deadline = None if deadline is None else float(deadline)
-        self.backoff = float(backoff)
-        self.max_consecutive_errors = int(max_consecutive_errors)
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Classpath and every init argument (primitives only)."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "calltouch_conn_id": self.calltouch_conn_id,
-                "site_id": self.site_id,
-                "import_log_ids": list(self.import_log_ids),
-                "poll_interval": self.poll_interval,
-                "max_poll_interval": self.max_poll_interval,
-                "deadline": self.deadline,
-                "backoff": self.backoff,
-                "max_consecutive_errors": self.max_consecutive_errors,
-            },
-        )
+    def target_kwargs(self) -> dict[str, Any]:
+        """The connection, site and imports watched."""
+        return {
+            "calltouch_conn_id": self.calltouch_conn_id,
+            "site_id": self.site_id,
+            "import_log_ids": list(self.import_log_ids),
+        }
 
     def _get_async_hook(self) -> Any:
         """The async Calltouch hook (built inside the triggerer's event loop)."""
         from calltouch_metrika.hooks.calltouch import CalltouchAsyncHook
 
         return CalltouchAsyncHook(self.calltouch_conn_id, site_id=self.site_id)
-
-    def intervals(self) -> Iterator[float]:
-        """The waits between polls: ``poll_interval * backoff**n``, capped at ``max_poll_interval``."""
-        wait = max(self.poll_interval, 0.0)
-        while True:
-            yield min(wait, self.max_poll_interval)
-            wait = wait * self.backoff if wait > 0 else 0.0
 
     def _where(self) -> str:
         return (
@@ -125,11 +109,11 @@ class PlansImportStatusTrigger(BaseTrigger):
         hook = self._get_async_hook()
         statuses: dict[str, str] = {str(i): STATUS_IN_PROGRESS for i in self.import_log_ids}
         waits = self.intervals()
-        errors = 0
+        errors = self.error_policy(f"plans import status on {self._where()}", is_permanent=is_permanent_error)
         while True:
             wait = next(waits)
-            if self.deadline is not None:
-                wait = max(0.0, min(wait, self.deadline - time.time()))
+            if (left := self.remaining()) is not None:
+                wait = max(0.0, min(wait, left))
             await asyncio.sleep(wait)
             try:
                 for import_log_id in self.import_log_ids:
@@ -137,32 +121,12 @@ class PlansImportStatusTrigger(BaseTrigger):
                         continue
                     data = await hook.plans_import_status(import_log_id)
                     statuses[str(import_log_id)] = str((data or {}).get("status", ""))
-                errors = 0
+                errors.succeeded()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if is_permanent_error(exc):
-                    yield TriggerEvent(
-                        {
-                            "status": "error",
-                            "statuses": statuses,
-                            "message": f"plans import status on {self._where()}: {type(exc).__name__}: {exc}",
-                        }
-                    )
-                    return
-                errors += 1
-                self.log.warning(
-                    "plans import status poll failed (%d in a row): %s: %s", errors, type(exc).__name__, exc
-                )
-                if errors >= self.max_consecutive_errors:
-                    yield TriggerEvent(
-                        {
-                            "status": "error",
-                            "statuses": statuses,
-                            "message": f"plans import status on {self._where()}: {errors} polls failed in a "
-                            f"row, the last with {type(exc).__name__}: {exc}",
-                        }
-                    )
+                if give_up := errors.failed(exc):
+                    yield TriggerEvent({"status": "error", "statuses": statuses, "message": give_up.message})
                     return
                 continue
             self.log.info("plans imports on %s: %s", self._where(), statuses)
@@ -183,7 +147,7 @@ class PlansImportStatusTrigger(BaseTrigger):
             if not pending:
                 yield TriggerEvent({"status": "success", "statuses": statuses})
                 return
-            if self.deadline is not None and time.time() >= self.deadline:
+            if (left := self.remaining()) is not None and left <= 0:
                 yield TriggerEvent(
                     {
                         "status": "timeout",

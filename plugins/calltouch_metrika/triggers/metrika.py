@@ -20,11 +20,12 @@ Events:
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import TriggerEvent
+
+from calltouch_metrika.triggers._polling import PollingTrigger, has_permanent_http_status
 
 #: Statuses after which Metrika changes nothing more (api-notes §3.4).
 TERMINAL_STATUSES = frozenset({"PROCESSED", "LINKAGE_FAILURE"})
@@ -38,13 +39,10 @@ def is_permanent_error(exc: BaseException) -> bool:
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    if isinstance(exc, AirflowFailException):
-        return True
-    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
-    return status in (400, 401, 403, 404)
+    return isinstance(exc, AirflowFailException) or has_permanent_http_status(exc)
 
 
-class UploadStatusTrigger(BaseTrigger):
+class UploadStatusTrigger(PollingTrigger):
     """Poll ``calls_uploading/{upload_id}`` until it is terminal, the deadline passes, or an error is permanent.
 
     :param metrika_conn_id: the Metrika connection id.
@@ -69,31 +67,24 @@ class UploadStatusTrigger(BaseTrigger):
         backoff: float = 1.5,
         max_consecutive_errors: int = 10,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            deadline=deadline,
+            backoff=backoff,
+            max_consecutive_errors=max_consecutive_errors,
+        )
         self.metrika_conn_id = metrika_conn_id
         self.counter_id = int(counter_id)
         self.upload_id = int(upload_id)
-        self.poll_interval = float(poll_interval)
-        self.max_poll_interval = float(max_poll_interval)
-        self.deadline = None if deadline is None else float(deadline)
-        self.backoff = float(backoff)
-        self.max_consecutive_errors = int(max_consecutive_errors)
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Classpath and every init argument (primitives only)."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "metrika_conn_id": self.metrika_conn_id,
-                "counter_id": self.counter_id,
-                "upload_id": self.upload_id,
-                "poll_interval": self.poll_interval,
-                "max_poll_interval": self.max_poll_interval,
-                "deadline": self.deadline,
-                "backoff": self.backoff,
-                "max_consecutive_errors": self.max_consecutive_errors,
-            },
-        )
+    def target_kwargs(self) -> dict[str, Any]:
+        """The connection, counter and upload watched."""
+        return {
+            "metrika_conn_id": self.metrika_conn_id,
+            "counter_id": self.counter_id,
+            "upload_id": self.upload_id,
+        }
 
     def _get_async_hook(self) -> Any:
         """The async Metrika hook (a factory, so the hook is built inside the triggerer's event loop)."""
@@ -106,25 +97,22 @@ class UploadStatusTrigger(BaseTrigger):
             {"status": status, "upload_id": self.upload_id, "counter_id": self.counter_id, **extra}
         )
 
-    def intervals(self) -> Iterator[float]:
-        """The waits between polls: ``poll_interval * backoff**n``, capped at ``max_poll_interval``."""
-        wait = max(self.poll_interval, 0.0)
-        while True:
-            yield min(wait, self.max_poll_interval)
-            wait = wait * self.backoff if wait > 0 else 0.0
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until terminal; yield exactly one event, then return."""
         hook = self._get_async_hook()
         waits = self.intervals()
+        errors = self.error_policy(
+            f"upload {self.upload_id} on counter {self.counter_id}",
+            is_permanent=is_permanent_error,
+            poll="status poll",
+        )
         last: dict[str, Any] | None = None
-        errors = 0
         polls = 0
         while True:
             try:
                 polls += 1
                 last = await hook.get_calls_uploading(self.counter_id, self.upload_id)
-                errors = 0
+                errors.succeeded()
                 status = (last or {}).get("status")
                 self.log.info("upload %s on counter %s: status %s", self.upload_id, self.counter_id, status)
                 if status in TERMINAL_STATUSES:
@@ -133,34 +121,11 @@ class UploadStatusTrigger(BaseTrigger):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if is_permanent_error(exc):
-                    yield self._event(
-                        "error",
-                        permanent=True,
-                        message=f"upload {self.upload_id} on counter {self.counter_id}: "
-                        f"{type(exc).__name__}: {exc}",
-                    )
-                    return
-                errors += 1
-                self.log.warning(
-                    "upload %s on counter %s: status poll failed (%d in a row): %s: %s",
-                    self.upload_id,
-                    self.counter_id,
-                    errors,
-                    type(exc).__name__,
-                    exc,
-                )
-                if errors >= self.max_consecutive_errors:
-                    yield self._event(
-                        "error",
-                        permanent=False,
-                        message=f"upload {self.upload_id} on counter {self.counter_id}: {errors} status polls "
-                        f"failed in a row, the last with {type(exc).__name__}: {exc}",
-                    )
+                if give_up := errors.failed(exc):
+                    yield self._event("error", permanent=give_up.permanent, message=give_up.message)
                     return
             wait = next(waits)
-            if self.deadline is not None:
-                remaining = self.deadline - time.time()
+            if (remaining := self.remaining()) is not None:
                 if remaining <= 0:
                     status = (last or {}).get("status")
                     yield self._event(

@@ -1,0 +1,82 @@
+"""Wiring the DAG files share: local start dates, ``default_args``, pools, and the requests Asset.
+
+The DAG files in ``dags/`` stay thin (docs/design.md): they read the config and wire operators with
+these helpers, so a change here (the retry delay, how an Asset URI is built) reaches every DAG at once.
+Parse-time cheap on purpose: no pandas/pyarrow, no API call, only what the DAG files import anyway.
+This module is not a DAG file: it lives in the package so that a DAG file never imports another one.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pendulum
+from airflow.sdk import Asset
+
+from calltouch_metrika.storage import root_path
+
+if TYPE_CHECKING:
+    from calltouch_metrika.config import Pipeline
+
+__all__ = [
+    "REQUESTS_ASSET_PREFIX",
+    "RETRY_DELAY",
+    "default_args",
+    "local_midnight",
+    "pipeline_default_args",
+    "pool_kwargs",
+    "requests_asset",
+    "requests_export_pipelines",
+]
+
+#: Wait before a failed task's retry (grows when ``retry_exponential_backoff`` is set).
+RETRY_DELAY = timedelta(minutes=5)
+#: ``calltouch_requests__<pipeline>``: the Asset a pipeline's requests export updates.
+REQUESTS_ASSET_PREFIX = "calltouch_requests__"
+
+
+def local_midnight(day: date, timezone: str) -> datetime:
+    """00:00 of ``day`` on the given IANA time zone's clock (a DAG's ``start_date``)."""
+    return datetime(day.year, day.month, day.day, tzinfo=pendulum.timezone(timezone))
+
+
+def default_args(
+    *, owner: str, retries: int, retry_delay: timedelta = RETRY_DELAY, **extra: Any
+) -> dict[str, Any]:
+    """A DAG's ``default_args``: owner, retries, retry delay, plus any ``extra`` task argument."""
+    return {"owner": owner, "retries": retries, "retry_delay": retry_delay, **extra}
+
+
+def pipeline_default_args(pipeline: Pipeline, **extra: Any) -> dict[str, Any]:
+    """``default_args`` from a pipeline's ``owner`` and ``retries``."""
+    return default_args(owner=pipeline.owner, retries=pipeline.retries, **extra)
+
+
+def pool_kwargs(pipeline: Pipeline) -> dict[str, Any]:
+    """``{"pool": ...}`` for a Calltouch task when the pipeline names a pool, else ``{}`` (Airflow's default)."""
+    return {"pool": pipeline.pool} if pipeline.pool else {}
+
+
+def requests_export_pipelines(pipelines: Iterable[Pipeline]) -> list[Pipeline]:
+    """The pipelines with ``requests_export: {enabled: true}``, in config order."""
+    return [p for p in pipelines if p.requests_export is not None and p.requests_export.enabled]
+
+
+def requests_asset(pipeline: Pipeline) -> Asset:
+    """The Asset a pipeline's requests export updates, and the example consumer is scheduled on.
+
+    The URI is the site's dataset directory under the storage root, without any connection id
+    (``s3://conn@bucket/...`` -> ``s3://bucket/...``): an Asset URI names data, not credentials.
+    """
+    directory = root_path(pipeline.storage_root) / "calltouch" / "requests" / f"site={pipeline.site_id}"
+    parts = urllib.parse.urlsplit(str(directory))
+    uri = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return Asset(
+        name=f"{REQUESTS_ASSET_PREFIX}{pipeline.name}",
+        uri=uri,
+        group="calltouch",
+        extra={"site_id": pipeline.site_id, "format": "parquet", "partitioning": "date=YYYY-MM-DD"},
+    )
