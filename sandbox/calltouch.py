@@ -25,6 +25,7 @@ from sandbox.errors import (
     plans_violations,
 )
 from sandbox.generators import call_blocks, generate_requests
+from sandbox.render import Projection
 from sandbox.state import PlansImport, SandboxState
 
 router = APIRouter()
@@ -215,34 +216,74 @@ async def calls_diary(site_id: str, request: Request) -> Response:
         if bind_to not in ("call", "session"):
             raise ParamError("Параметр bindTo должен быть call или session")
         filters = [field for name, field in CALL_FILTERS.items() if _flag(params, name)]
-        blocks = [block for name, block in CALL_BLOCK_FLAGS.items() if _flag(params, name)]
-        extra: dict[str, Any] = {}
+        blocks = tuple(block for name, block in CALL_BLOCK_FLAGS.items() if _flag(params, name))
+        extra: list[str] = []
         if _flag(params, "withText"):
-            extra.update(phrases=[], phonesInText=[])
+            extra += ["phrases", "phonesInText"]
         if _flag(params, "withDcm"):
-            extra["dcm"] = []
+            extra.append("dcm")
         if _flag(params, "withCallbackInfo"):
-            extra["callbackInfo"] = None
+            extra.append("callbackInfo")
     except ParamError as exc:
         return calltouch_message(400, str(exc))
-    records = select_calls(st, site, date_from, date_to, bind_to, filters)
-    seed = str(st.config.seed)
-    tz_name = st.config.site_timezone
+    projection = Projection(attribution, blocks, tuple(extra))
+    rendered = await select_rendered(st, site, date_from, date_to, bind_to, filters, projection)
     if not paginated:
-        return _json([project_call(seed, r, attribution, blocks, extra, tz_name) for r in records])
+        return _raw_json(b"[" + b",".join(rendered) + b"]")
     page = page or 1
     limit = limit or 1000
-    total = len(records)
-    chunk = records[(page - 1) * limit : page * limit]
-    return _json(
-        {
-            "page": page,
-            "pageTotal": (total + limit - 1) // limit,
-            "pageSize": limit,
-            "recordsTotal": total,
-            "records": [project_call(seed, r, attribution, blocks, extra, tz_name) for r in chunk],
-        }
-    )
+    total = len(rendered)
+    chunk = rendered[(page - 1) * limit : page * limit]
+    head = f'{{"page":{page},"pageTotal":{(total + limit - 1) // limit},"pageSize":{limit},'
+    head += f'"recordsTotal":{total},"records":['
+    return _raw_json(head.encode() + b",".join(chunk) + b"]}")
+
+
+def _raw_json(body: bytes) -> Response:
+    """Already-serialised JSON, with the same content type as :class:`JSONUtf8Response`."""
+    return Response(body, media_type=JSONUtf8Response.media_type)
+
+
+async def select_rendered(
+    st: SandboxState,
+    site_id: int,
+    date_from: date,
+    date_to: date,
+    bind_to: str,
+    filters: list[str],
+    projection: Projection,
+) -> list[bytes]:
+    """:func:`select_calls`, but each selected call already rendered as JSON bytes for ``projection``.
+
+    Days are generated and rendered once per projection, off the event loop (:mod:`sandbox.render`);
+    the selection rules (calls up to "now", session binding, filters) are those of :func:`select_calls`.
+    """
+    cfg = st.config
+    tz = ZoneInfo(cfg.site_timezone)
+    today, now_ts = _local_today(st)
+    last = date_to + timedelta(days=_SESSION_LOOKAHEAD_DAYS) if bind_to == "session" else date_to
+    last = min(last, today)
+    seed = str(cfg.seed)
+    lo, hi = _midnight(date_from, tz), _midnight(date_to + timedelta(days=1), tz)
+    out: list[bytes] = []
+    for day in _days(date_from, last) if date_from <= last else []:
+        key = (seed, site_id, day, cfg.volume(site_id, day.isoformat()), cfg.site_timezone)
+        records, rendered = await st.rendered_calls.get(key, projection)
+        if day != today and bind_to != "session" and not filters:
+            if not out and day == last:
+                return rendered  # the common case, one whole day: the cached list itself (never mutated)
+            out.extend(rendered)
+            continue
+        for record, text in zip(records, rendered, strict=True):
+            if day == today and record["timestamp"] > now_ts:
+                continue
+            if bind_to == "session" and (
+                record["_session_ts"] is None or not lo <= record["_session_ts"] < hi
+            ):
+                continue
+            if all(record[f] for f in filters):
+                out.append(text)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- requests

@@ -272,10 +272,22 @@ class CallsCache:
             self._data.move_to_end(key)
             return hit
         records = generate_calls(seed, site_id, day, volume, tz_name)
+        self.put(key, records)
+        return records
+
+    def peek(self, key: tuple[str, int, date, int, str]) -> list[dict[str, Any]] | None:
+        """The cached records of ``key`` (seed, site_id, day, volume, timezone), or None; never generates."""
+        hit = self._data.get(key)
+        if hit is not None:
+            self._data.move_to_end(key)
+        return hit
+
+    def put(self, key: tuple[str, int, date, int, str], records: list[dict[str, Any]]) -> None:
+        """Store records generated elsewhere (e.g. in a worker thread), evicting the oldest day."""
         self._data[key] = records
+        self._data.move_to_end(key)
         while len(self._data) > self.size:
             self._data.popitem(last=False)
-        return records
 
 
 def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str) -> list[dict[str, Any]]:

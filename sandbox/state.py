@@ -15,6 +15,7 @@ from typing import Any
 
 from sandbox.config import Faults, SandboxConfig, merged_config
 from sandbox.generators import CallsCache
+from sandbox.render import RenderedCalls
 
 METRIKA_STEPS = ("PREPARED", "UPLOADED", "EXPORTED", "MATCHED")
 
@@ -118,6 +119,7 @@ class SandboxState:
 
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
         self.calls_cache = CallsCache()
+        self.rendered_calls = RenderedCalls(self.calls_cache)
         self.reset(overrides or {})
 
     def reset(self, overrides: dict[str, Any]) -> None:
