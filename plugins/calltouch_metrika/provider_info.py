@@ -11,49 +11,68 @@ from __future__ import annotations
 
 from typing import Any
 
-_CALLTOUCH = {
-    "connection-type": "calltouch",
-    "hook-class-name": "calltouch_metrika.hooks.calltouch.CalltouchHook",
-    "hook-name": "Calltouch",
-    "ui-field-behaviour": {
-        "hidden-fields": ["schema", "login", "port"],
-        "relabeling": {"host": "API URL", "password": "API token"},
-        "placeholders": {
-            "host": "https://api.calltouch.ru",
-            "password": "token from Интеграции → API (45 characters)",
-            "site_id": "12345",
-        },
-    },
-    "conn-fields": {
-        "site_id": {
-            "label": "Site id",
-            "description": "Calltouch site (личный кабинет) id, shown next to the API token in Calltouch.",
-            "schema": {"type": ["string", "null"], "pattern": "^[0-9]*$"},
-        },
-    },
-}
 
-_METRIKA = {
-    "connection-type": "yandex_metrika",
-    "hook-class-name": "calltouch_metrika.hooks.metrika.MetrikaHook",
-    "hook-name": "Yandex Metrika",
-    "ui-field-behaviour": {
-        "hidden-fields": ["schema", "login", "port"],
-        "relabeling": {"host": "API URL", "password": "OAuth token"},
-        "placeholders": {
-            "host": "https://api-metrika.yandex.net",
-            "password": "OAuth token with metrika:write access",
-            "counter_id": "optional, e.g. 20001",
+def _connection_type(
+    conn_type: str,
+    hook_class: str,
+    hook_name: str,
+    *,
+    host: str,
+    token_label: str,
+    token_placeholder: str,
+    field: str,
+    field_label: str,
+    field_description: str,
+    field_placeholder: str,
+) -> dict[str, Any]:
+    """One connection type: host + token (password) + one numeric extra field; the rest of the form hidden.
+
+    Both APIs take the same form (API URL, a token, one id), so the form is written once.
+    """
+    return {
+        "connection-type": conn_type,
+        "hook-class-name": hook_class,
+        "hook-name": hook_name,
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "login", "port"],
+            "relabeling": {"host": "API URL", "password": token_label},
+            "placeholders": {"host": host, "password": token_placeholder, field: field_placeholder},
         },
-    },
-    "conn-fields": {
-        "counter_id": {
-            "label": "Counter id (optional)",
-            "description": "Only used by the Test button to check access to one counter.",
-            "schema": {"type": ["string", "null"], "pattern": "^[0-9]*$"},
+        "conn-fields": {
+            field: {
+                "label": field_label,
+                "description": field_description,
+                "schema": {"type": ["string", "null"], "pattern": "^[0-9]*$"},
+            },
         },
-    },
-}
+    }
+
+
+_CALLTOUCH = _connection_type(
+    "calltouch",
+    "calltouch_metrika.hooks.calltouch.CalltouchHook",
+    "Calltouch",
+    host="https://api.calltouch.ru",
+    token_label="API token",
+    token_placeholder="token from Интеграции → API (45 characters)",
+    field="site_id",
+    field_label="Site id",
+    field_description="Calltouch site (личный кабинет) id, shown next to the API token in Calltouch.",
+    field_placeholder="12345",
+)
+
+_METRIKA = _connection_type(
+    "yandex_metrika",
+    "calltouch_metrika.hooks.metrika.MetrikaHook",
+    "Yandex Metrika",
+    host="https://api-metrika.yandex.net",
+    token_label="OAuth token",
+    token_placeholder="OAuth token with metrika:write access",
+    field="counter_id",
+    field_label="Counter id (optional)",
+    field_description="Only used by the Test button to check access to one counter.",
+    field_placeholder="optional, e.g. 20001",
+)
 
 
 def get_provider_info() -> dict[str, Any]:

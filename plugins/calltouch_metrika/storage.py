@@ -54,18 +54,18 @@ def day_label(date_from: date, date_to: date) -> str:
     return f"{date_from.isoformat()}..{last.isoformat()}"
 
 
+def _day_file(
+    root: str | ObjectStoragePath, system: str, dataset: str, owner: str, day: date | str, filename: str
+) -> ObjectStoragePath:
+    """``{root}/{system}/{dataset}/{owner}/date={day}/{filename}``: the one shape of every per-day file."""
+    return root_path(root) / system / dataset / owner / f"date={_day(day)}" / filename
+
+
 def extract_path(
     root: str | ObjectStoragePath, kind: Kind, site_id: int, day: date | str
 ) -> ObjectStoragePath:
     """The Parquet file of one local day of Calltouch ``kind`` records for ``site_id``."""
-    return (
-        root_path(root)
-        / "calltouch"
-        / kind
-        / f"site={int(site_id)}"
-        / f"date={_day(day)}"
-        / f"{kind}.parquet"
-    )
+    return _day_file(root, "calltouch", kind, f"site={int(site_id)}", day, f"{kind}.parquet")
 
 
 def calls_path(root: str | ObjectStoragePath, site_id: int, day: date | str) -> ObjectStoragePath:
@@ -82,28 +82,14 @@ def metrika_csv_path(
     root: str | ObjectStoragePath, counter_id: int, day: date | str, pipeline: str
 ) -> ObjectStoragePath:
     """The Metrika calls CSV that was (or in dry run would be) uploaded for ``pipeline`` and ``day``."""
-    return (
-        root_path(root)
-        / "metrika"
-        / "calls_csv"
-        / f"counter={int(counter_id)}"
-        / f"date={_day(day)}"
-        / f"{pipeline}.csv"
-    )
+    return _day_file(root, "metrika", "calls_csv", f"counter={int(counter_id)}", day, f"{pipeline}.csv")
 
 
 def rejects_path(
     root: str | ObjectStoragePath, counter_id: int, day: date | str, pipeline: str
 ) -> ObjectStoragePath:
     """The calls of ``day`` that could not be uploaded, with their reason codes (Parquet)."""
-    return (
-        root_path(root)
-        / "metrika"
-        / "rejects"
-        / f"counter={int(counter_id)}"
-        / f"date={_day(day)}"
-        / f"{pipeline}.parquet"
-    )
+    return _day_file(root, "metrika", "rejects", f"counter={int(counter_id)}", day, f"{pipeline}.parquet")
 
 
 def plans_ledger_path(root: str | ObjectStoragePath, site_id: int, sha256: str) -> ObjectStoragePath:

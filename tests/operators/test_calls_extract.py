@@ -97,6 +97,33 @@ def test_one_file_per_local_day_with_exactly_that_days_calls(sandbox, tmp_path: 
 
 
 @pytest.mark.integration
+def test_multi_day_interval_writes_one_partition_per_day_in_day_order(sandbox, tmp_path: Path) -> None:
+    """Days are fetched concurrently, but partitions are written one per day, in day order.
+
+    The first day is the slowest to complete (3 pages, the later ones after its first page), the next
+    days are small or empty and complete first; ``rows_by_day`` is filled as each day is written, so
+    its order is the order in which the operator received the days.
+    """
+    first = recent_day() - timedelta(days=5)
+    days = [first + timedelta(days=i) for i in range(6)]
+    volumes = dict(zip(days, [2500, 3, 0, 1001, 1, 150], strict=True))
+    sandbox.reset(volume_overrides={f"{SITE_ID}:{day}": n for day, n in volumes.items()})
+    out = _extract(tmp_path, date_from=first.isoformat(), date_to=(days[-1] + timedelta(days=1)).isoformat())
+    assert list(out["rows_by_day"].items()) == [(day.isoformat(), n) for day, n in volumes.items()]
+    assert out["rows"] == sum(volumes.values())
+    partitions = tmp_path / "calltouch" / "calls" / f"site={SITE_ID}"
+    assert sorted(p.name for p in partitions.iterdir()) == [f"date={day}" for day in days]
+    assert [p.removeprefix("file://") for p in out["paths"]] == [
+        str(partitions / f"date={day}" / "calls.parquet") for day in days
+    ]
+    for day, path in zip(days, out["paths"], strict=True):
+        stored = _read(path)
+        assert stored.num_rows == volumes[day]
+        assert all(d.startswith(day.strftime("%d/%m/%Y ")) for d in stored.column("date").to_pylist())
+        assert len(set(stored.column("callId").to_pylist())) == volumes[day]  # no page twice or lost
+
+
+@pytest.mark.integration
 def test_rerun_replaces_its_own_partition(sandbox, tmp_path: Path) -> None:
     day = recent_day()
     out = _extract(tmp_path, date_from=day.isoformat())

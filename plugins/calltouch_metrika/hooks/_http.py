@@ -10,7 +10,9 @@ Written once, used by both hooks (sync and async):
   429 honouring ``Retry-After``, 5xx, connection errors, timeouts; exponential backoff with jitter;
   bounded attempts), the non-idempotent rule (never blindly re-send an upload: raise
   :class:`~calltouch_metrika.exceptions.OutcomeUnknownError`), and translation of every failure into the
-  typed errors of :mod:`calltouch_metrika.exceptions`.
+  typed errors of :mod:`calltouch_metrika.exceptions`. Their common part is :class:`_TransportBase`.
+* :class:`TransportHookMixin`: ``HttpHook``'s ``run`` / ``get_conn`` / ``check_response`` and ``transport``
+  for both sync hooks; :func:`transport_settings` and :func:`connection_token` for all four hooks.
 * :class:`Secrets`: registers tokens with Airflow's masker (raw and URL-encoded, because the Calltouch
   token travels in the query string) and scrubs them from any text we put in a message.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -155,7 +158,9 @@ class SlidingWindowLimiter:
     oldest one leaves the window and tries again. The send follows the record immediately, so the API
     sees the same spacing. Works for threads (:meth:`acquire`) and asyncio (:meth:`aacquire`).
     An optional ``max_in_flight`` caps concurrent requests (released by :meth:`release`).
-    ``history`` keeps the recent start times (monotonic clock) for tests and benchmarks.
+    ``history`` keeps the recent start times (``clock``) for tests and benchmarks; the keyword-only
+    ``clock`` and ``sleep`` (default :func:`time.monotonic` / :func:`time.sleep`) let tests drive the
+    thread path on a fake clock.
 
     With ``spread`` (the default) starts are also paced on an even grid of one per ``window / max_requests``
     (a start may come a quarter interval early, so late wake-ups do not accumulate): the same rate,
@@ -172,6 +177,8 @@ class SlidingWindowLimiter:
         max_in_flight: int | None = None,
         *,
         spread: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if max_requests < 1 or window <= 0:
             raise ValueError("a rate limit needs max_requests >= 1 and window > 0")
@@ -179,6 +186,8 @@ class SlidingWindowLimiter:
         self.window = window
         self.max_in_flight = max_in_flight
         self.spread = spread
+        self._clock = clock  # injectable (with ``sleep``) so tests can drive the limiter on a fake clock
+        self._sleep = sleep
         self._next_slot = 0.0  # monotonic time of the next start on the even grid (spread only)
         # first come, first served among threads (tickets): without it, the threads waiting for a slot
         # race for it, and a page can lose many times in a row, holding its whole day back
@@ -210,7 +219,7 @@ class SlidingWindowLimiter:
     def _try_start(self) -> float:
         """Record a start and return 0, or return how long to wait before trying again."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             while self._starts and self._starts[0] <= now - self.window:
                 self._starts.popleft()
             interval = self.window / self.max_requests
@@ -242,7 +251,7 @@ class SlidingWindowLimiter:
                 while self._serving != ticket:
                     self._turn.wait()
             while (delay := self._try_start()) > 0:
-                time.sleep(delay)
+                self._sleep(delay)
         except BaseException:
             if self._in_flight is not None:
                 self._in_flight.release()
@@ -427,15 +436,26 @@ def is_points_exhausted(body: Any) -> bool:
     return False
 
 
+def _sets_status_code(
+    parse: Callable[..., CalltouchMetrikaError],
+) -> Callable[..., CalltouchMetrikaError]:
+    """An error parser whose typed error also carries the answer's HTTP status as ``status_code``."""
+
+    @functools.wraps(parse)
+    def parser(status: int, text: str, *, what: str, secrets: Secrets) -> CalltouchMetrikaError:
+        exc = parse(status, text, what=what, secrets=secrets)
+        exc.status_code = status  # type: ignore[attr-defined]
+        return exc
+
+    return parser
+
+
+@_sets_status_code
 def calltouch_error(status: int, text: str, *, what: str, secrets: Secrets) -> CalltouchMetrikaError:
-    """Translate a Calltouch error answer into a typed error (``status_code`` attribute set)."""
-    exc = _calltouch_error(status, text, what=what, secrets=secrets)
-    exc.status_code = status  # type: ignore[attr-defined]
-    return exc
+    """Translate a non-retryable Calltouch error answer (seed 001 bodies and plain ones) into a typed error.
 
-
-def _calltouch_error(status: int, text: str, *, what: str, secrets: Secrets) -> CalltouchMetrikaError:
-    """Translate a non-retryable Calltouch error answer (seed 001 bodies and plain ones) into a typed error."""
+    The error's ``status_code`` attribute is set.
+    """
     body = _json_or_none(text)
     message = None
     data = body.get("data") if isinstance(body, dict) else None
@@ -482,15 +502,12 @@ def _calltouch_error(status: int, text: str, *, what: str, secrets: Secrets) -> 
     )
 
 
+@_sets_status_code
 def metrika_error(status: int, text: str, *, what: str, secrets: Secrets) -> CalltouchMetrikaError:
-    """Translate a Metrika error answer into a typed error (``status_code`` attribute set)."""
-    exc = _metrika_error(status, text, what=what, secrets=secrets)
-    exc.status_code = status  # type: ignore[attr-defined]
-    return exc
+    """Translate a non-retryable Metrika error answer (``{"errors": [...], "code", "message"}``).
 
-
-def _metrika_error(status: int, text: str, *, what: str, secrets: Secrets) -> CalltouchMetrikaError:
-    """Translate a non-retryable Metrika error answer (``{"errors": [...], "code", "message"}``)."""
+    The error's ``status_code`` attribute is set.
+    """
     body = _json_or_none(text)
     errors = body.get("errors") if isinstance(body, dict) else None
     errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
@@ -686,15 +703,17 @@ def _sent_for_sure(exc: requests.ConnectionError) -> bool:
     return not isinstance(reason, NewConnectionError | ConnectionRefusedError)
 
 
-class Transport:
-    """Send :class:`Request` s through one ``requests.Session`` with limiter, timeout, retries and typed errors."""
+class _TransportBase:
+    """What the sync and async transports share: settings, retry schedule, JSON parsing, error wording, pacing.
+
+    Written once so that both hooks and both flavours (operators: sync; triggers: async) behave alike.
+    """
 
     def __init__(
         self,
         *,
         api: ApiSpec,
         base_url: str,
-        session: requests.Session,
         limiter: SlidingWindowLimiter,
         timeout: float,
         policy: RetryPolicy,
@@ -703,42 +722,23 @@ class Transport:
     ) -> None:
         self.api = api
         self.base_url = base_url.rstrip("/")
-        self.session = session
         self.limiter = limiter
         self.timeout = timeout
         self.policy = policy
         self.secrets = secrets
         self.log = logger or log
-        self.requests_sent = 0
-        self.status_counts: dict[int, int] = {}
-        self._count_lock = threading.Lock()
 
-    def _count(self, status: int | None) -> None:
-        with self._count_lock:
-            self.requests_sent += 1
-            if status is not None:
-                self.status_counts[status] = self.status_counts.get(status, 0) + 1
-
-    def request_response(self, req: Request) -> requests.Response:
-        """Send with retries; return the successful (2xx) response, else raise a typed error."""
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
-            wait=self.policy.wait,
-            retry=tenacity.retry_if_exception_type(_Retryable),
-            before_sleep=self._before_sleep(req),
-            reraise=True,
-        )
-        try:
-            return retrying(self._attempt, req)
-        except _Retryable as exc:
-            raise self._exhausted(req, exc) from None
-
-    def request_json(self, req: Request) -> Any:
-        """Send with retries and parse the JSON body of the 2xx answer."""
-        response = self.request_response(req)
-        return self.parse_json(req, response.status_code, response.text)
+    def _retry_kwargs(self) -> dict[str, Any]:
+        """tenacity arguments of :class:`RetryPolicy`: bounded attempts, backoff, only retryable failures."""
+        return {
+            "stop": tenacity.stop_after_attempt(self.policy.max_attempts),
+            "wait": self.policy.wait,
+            "retry": tenacity.retry_if_exception_type(_Retryable),
+            "reraise": True,
+        }
 
     def parse_json(self, req: Request, status: int, text: str) -> Any:
+        """The JSON of a 2xx answer; a body that is not JSON is malformed (or, for an upload, of unknown outcome)."""
         try:
             return json.loads(text)
         except ValueError:
@@ -751,6 +751,60 @@ class Transport:
                     message + "; the request may have been carried out: look it up before sending it again"
                 ) from None
             raise MalformedResponseError(message) from None
+
+    def _exhausted(self, req: Request, exc: _Retryable) -> CalltouchMetrikaError:
+        where = f"{req.what}: {self.api.name} {req.method} {safe_path(req.path)}"
+        tries = f"after {self.policy.max_attempts} attempt(s)"
+        if exc.kind == "429":
+            hint = (
+                "Lower the request rate (the `calltouch_api` pool, fewer parallel pipelines) or retry later."
+                if self.api is CALLTOUCH
+                else "Metrika allows 30 requests/s, 3 in parallel and 5000 a day per user: retry later."
+            )
+            return QuotaExceededError(f"{where} stayed rate-limited (HTTP 429: {exc.detail}) {tries}. {hint}")
+        if exc.kind == "truncated":
+            return MalformedResponseError(f"{where}: the response body was cut short {tries} ({exc.detail})")
+        return ServerError(f"{where} failed {tries}: {exc.detail}. The API may be down; retry later.")
+
+    def _adapt(self, status: int, text: str) -> None:
+        if 200 <= status < 300:
+            self.limiter.reward()
+        elif status == 429 and not is_points_exhausted(_json_or_none(text)):
+            self.limiter.penalize()
+
+
+class Transport(_TransportBase):
+    """Send :class:`Request` s through one ``requests.Session`` with limiter, timeout, retries and typed errors.
+
+    Keyword arguments: ``session`` and the settings of every transport (``api``, ``base_url``, ``limiter``,
+    ``timeout``, ``policy``, ``secrets``, ``logger``; see :class:`AsyncTransport`).
+    """
+
+    def __init__(self, *, session: requests.Session, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.session = session
+        self.requests_sent = 0
+        self.status_counts: dict[int, int] = {}
+        self._count_lock = threading.Lock()
+
+    def _count(self, status: int | None) -> None:
+        with self._count_lock:
+            self.requests_sent += 1
+            if status is not None:
+                self.status_counts[status] = self.status_counts.get(status, 0) + 1
+
+    def request_response(self, req: Request) -> requests.Response:
+        """Send with retries; return the successful (2xx) response, else raise a typed error."""
+        retrying = tenacity.Retrying(before_sleep=self._before_sleep(req), **self._retry_kwargs())
+        try:
+            return retrying(self._attempt, req)
+        except _Retryable as exc:
+            raise self._exhausted(req, exc) from None
+
+    def request_json(self, req: Request) -> Any:
+        """Send with retries and parse the JSON body of the 2xx answer."""
+        response = self.request_response(req)
+        return self.parse_json(req, response.status_code, response.text)
 
     def _before_sleep(self, req: Request) -> Callable[[tenacity.RetryCallState], None]:
         def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -768,20 +822,6 @@ class Transport:
             )
 
         return before_sleep
-
-    def _exhausted(self, req: Request, exc: _Retryable) -> CalltouchMetrikaError:
-        where = f"{req.what}: {self.api.name} {req.method} {safe_path(req.path)}"
-        tries = f"after {self.policy.max_attempts} attempt(s)"
-        if exc.kind == "429":
-            hint = (
-                "Lower the request rate (the `calltouch_api` pool, fewer parallel pipelines) or retry later."
-                if self.api is CALLTOUCH
-                else "Metrika allows 30 requests/s, 3 in parallel and 5000 a day per user: retry later."
-            )
-            return QuotaExceededError(f"{where} stayed rate-limited (HTTP 429: {exc.detail}) {tries}. {hint}")
-        if exc.kind == "truncated":
-            return MalformedResponseError(f"{where}: the response body was cut short {tries} ({exc.detail})")
-        return ServerError(f"{where} failed {tries}: {exc.detail}. The API may be down; retry later.")
 
     def _unknown(self, req: Request, detail: str) -> OutcomeUnknownError:
         return OutcomeUnknownError(
@@ -838,12 +878,6 @@ class Transport:
         self._adapt(response.status_code, response.text)
         return self._check(req, response.status_code, response.headers, response.text, response)
 
-    def _adapt(self, status: int, text: str) -> None:
-        if 200 <= status < 300:
-            self.limiter.reward()
-        elif status == 429 and not is_points_exhausted(_json_or_none(text)):
-            self.limiter.penalize()
-
     def _check(self, req: Request, status: int, headers: Any, text: str, response: Any) -> Any:
         if 200 <= status < 300:
             return response
@@ -897,51 +931,138 @@ def make_session(pool_size: int) -> requests.Session:
 
 
 # --------------------------------------------------------------------------------------------------
+# What every hook shares
+# --------------------------------------------------------------------------------------------------
+
+
+def connection_token(conn: Any, conn_id: str, *, kind: str) -> str:
+    """The API token from the connection's ``password`` (stripped); a clear error naming ``kind`` if empty."""
+    token = (conn.password or "").strip()
+    if not token:
+        raise AuthenticationError(
+            f"Connection {conn_id!r} has no {kind}: put it in the connection's password field"
+        )
+    return token
+
+
+def transport_settings(
+    hook: Any,
+    *,
+    timeout: float,
+    max_attempts: int,
+    requests_per_second: float,
+    retry_wait_min: float,
+    retry_wait_max: float,
+    retry_after_max: float,
+) -> None:
+    """Validate and store on ``hook`` the settings every hook (sync or async) passes to its transport.
+
+    Sets ``timeout``, ``requests_per_second`` and ``policy`` (:class:`RetryPolicy`); the transport itself
+    is built on first use (the hook's ``_setup``), when the connection is read.
+    """
+    if timeout <= 0:
+        raise ValueError("timeout must be > 0 seconds")
+    if requests_per_second <= 0:
+        raise ValueError("requests_per_second must be > 0")
+    hook.timeout = timeout
+    hook.requests_per_second = requests_per_second
+    hook.policy = RetryPolicy(max_attempts, retry_wait_min, retry_wait_max, retry_after_max)
+
+
+class TransportHookMixin:
+    """The ``HttpHook`` methods both sync hooks share: every call goes through the hook's :class:`Transport`.
+
+    Listed before ``HttpHook`` in a hook's bases. The hook provides :meth:`_setup` (builds the transport
+    once, from its connection), :meth:`_what` (how messages name it) and :meth:`_authorize` (adds its
+    credentials to a request: a query parameter for Calltouch, a header for Metrika).
+    """
+
+    method: str
+
+    def _setup(self) -> Transport:  # pragma: no cover - provided by the hook
+        raise NotImplementedError
+
+    def _what(self) -> str:  # pragma: no cover - provided by the hook
+        raise NotImplementedError
+
+    def _authorize(self, req: Request) -> Request:  # pragma: no cover - provided by the hook
+        raise NotImplementedError
+
+    @property
+    def transport(self) -> Transport:
+        """The configured transport (exposes ``requests_sent`` / ``status_counts`` for benchmarks)."""
+        return self._setup()
+
+    def get_conn(
+        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
+    ) -> requests.Session:
+        """The hook's ``requests.Session``: no auth, and connection extras never become headers."""
+        session = self._setup().session
+        if headers:
+            session.headers.update(headers)
+        return session
+
+    def run(
+        self,
+        endpoint: str | None = None,
+        data: dict[str, Any] | str | None = None,
+        headers: dict[str, Any] | None = None,
+        extra_options: dict[str, Any] | None = None,
+        **request_kwargs: Any,
+    ) -> requests.Response:
+        """HttpHook's generic call, routed through our limiter, retries, masking and typed errors.
+
+        ``endpoint`` is a path (``/calls-service/...``); ``data`` (a dict) are query parameters. The hook
+        adds its credentials. Prefer the typed methods.
+        """
+        transport = self._setup()
+        req = Request(
+            self.method,
+            "/" + (endpoint or "").lstrip("/"),
+            params=dict(data) if isinstance(data, dict) else None,
+            headers=dict(headers) if headers else None,
+            json_body=request_kwargs.get("json"),
+            idempotent=self.method in ("GET", "HEAD"),
+            what=self._what(),
+        )
+        return transport.request_response(self._authorize(req))
+
+    def check_response(self, response: requests.Response) -> None:
+        """Raise the typed error for a failed answer, without logging its body or URL."""
+        if response.status_code >= 400:
+            transport = self._setup()
+            raise transport.api.error_parser(
+                response.status_code, response.text, what=self._what(), secrets=transport.secrets
+            )
+
+    def _request(self, req: Request) -> Any:
+        """Send ``req`` with the hook's credentials; the parsed JSON of the answer."""
+        transport = self._setup()
+        return transport.request_json(self._authorize(req))
+
+
+# --------------------------------------------------------------------------------------------------
 # Transport (async)
 # --------------------------------------------------------------------------------------------------
 
 
-class AsyncTransport:
+class AsyncTransport(_TransportBase):
     """The async twin of :class:`Transport` (aiohttp), for triggers; idempotent requests only."""
-
-    def __init__(
-        self,
-        *,
-        api: ApiSpec,
-        base_url: str,
-        limiter: SlidingWindowLimiter,
-        timeout: float,
-        policy: RetryPolicy,
-        secrets: Secrets,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        self.api = api
-        self.base_url = base_url.rstrip("/")
-        self.limiter = limiter
-        self.timeout = timeout
-        self.policy = policy
-        self.secrets = secrets
-        self.log = logger or log
 
     async def request_json(self, req: Request) -> Any:
         import aiohttp
 
         install_log_filters()
-        retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.policy.max_attempts),
-            wait=self.policy.wait,
-            retry=tenacity.retry_if_exception_type(_Retryable),
-            reraise=True,
-        )
+        retrying = tenacity.AsyncRetrying(**self._retry_kwargs())
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 async for attempt in retrying:
                     with attempt:
                         text = await self._attempt(session, req)
-                return Transport.parse_json(self, req, 200, text)  # type: ignore[arg-type]
+                return self.parse_json(req, 200, text)
         except _Retryable as exc:
-            raise Transport._exhausted(self, req, exc) from None  # type: ignore[arg-type]
+            raise self._exhausted(req, exc) from None
 
     async def _attempt(self, session: Any, req: Request) -> str:
         import aiohttp
@@ -974,7 +1095,7 @@ class AsyncTransport:
                 raise _Retryable("dropped", "the connection was closed without an answer") from None
         finally:
             self.limiter.release()
-        Transport._adapt(self, status, text)  # type: ignore[arg-type]
+        self._adapt(status, text)
         if 200 <= status < 300:
             return text
         classify(self.api, req, status, headers, text, self.secrets)

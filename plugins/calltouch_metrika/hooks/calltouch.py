@@ -23,12 +23,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-import requests
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseHook
 
 from calltouch_metrika.exceptions import (
-    AuthenticationError,
     CalltouchMetrikaError,
     MalformedResponseError,
     ValidationError,
@@ -37,14 +35,16 @@ from calltouch_metrika.hooks._http import (
     CALLTOUCH,
     AsyncTransport,
     Request,
-    RetryPolicy,
     Secrets,
     Transport,
+    TransportHookMixin,
     amask_token,
     base_url_from_connection,
     calltouch_error,
+    connection_token,
     get_limiter,
     make_session,
+    transport_settings,
     young_gc_only,
 )
 
@@ -230,12 +230,7 @@ def _resolve_site_id(argument: Any, extra: Mapping[str, Any], conn_id: str) -> i
 
 
 def _token(conn: Any, conn_id: str) -> str:
-    token = (conn.password or "").strip()
-    if not token:
-        raise AuthenticationError(
-            f"Connection {conn_id!r} has no Calltouch API token: put it in the connection's password field"
-        )
-    return token
+    return connection_token(conn, conn_id, kind="Calltouch API token")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -243,7 +238,7 @@ def _token(conn: Any, conn_id: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-class CalltouchHook(HttpHook):
+class CalltouchHook(TransportHookMixin, HttpHook):
     """Talks to the Calltouch API: calls diary, requests journal, plans import.
 
     :param calltouch_conn_id: connection of type ``calltouch`` (or ``http``): host, password = API token,
@@ -285,19 +280,23 @@ class CalltouchHook(HttpHook):
         plans_status_method: str = "POST",
     ) -> None:
         super().__init__(method="GET", http_conn_id=calltouch_conn_id, tcp_keep_alive=False)
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0 seconds")
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
+        transport_settings(
+            self,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            requests_per_second=requests_per_second,
+            retry_wait_min=retry_wait_min,
+            retry_wait_max=retry_wait_max,
+            retry_after_max=retry_after_max,
+        )
+        self._transport: Transport | None = None
         self.calltouch_conn_id = calltouch_conn_id
         self._site_id_arg = site_id
-        self.timeout = timeout
-        self.requests_per_second = requests_per_second
         self.max_in_flight = max_in_flight
         self.rate_window = rate_window
-        self.policy = RetryPolicy(max_attempts, retry_wait_min, retry_wait_max, retry_after_max)
         self.plans_status_method = plans_status_method.upper()
-        self._transport: Transport | None = None
         self._site_id: int | None = None
         self._token: str | None = None
 
@@ -333,61 +332,18 @@ class CalltouchHook(HttpHook):
         assert self._site_id is not None
         return self._site_id
 
-    @property
-    def transport(self) -> Transport:
-        """The configured transport (exposes ``requests_sent`` / ``status_counts`` for benchmarks)."""
-        return self._setup()
-
-    def get_conn(
-        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
-    ) -> requests.Session:
-        """The hook's ``requests.Session``: no auth, and connection extras never become headers."""
-        session = self._setup().session
-        if headers:
-            session.headers.update(headers)
-        return session
-
-    def run(
-        self,
-        endpoint: str | None = None,
-        data: dict[str, Any] | str | None = None,
-        headers: dict[str, Any] | None = None,
-        extra_options: dict[str, Any] | None = None,
-        **request_kwargs: Any,
-    ) -> requests.Response:
-        """HttpHook's generic call, routed through our limiter, retries, masking and typed errors.
-
-        ``endpoint`` is a path (``/calls-service/...``); ``data`` are query parameters for GET. The token is
-        added as ``clientApiId``. Prefer the typed methods.
-        """
-        transport = self._setup()
-        params = dict(data) if isinstance(data, dict) else {}
-        params.setdefault("clientApiId", self._token)
-        req = Request(
-            self.method,
-            "/" + (endpoint or "").lstrip("/"),
-            params=params,
-            headers=headers,
-            json_body=request_kwargs.get("json"),
-            idempotent=self.method in ("GET", "HEAD"),
-            what=self._what(),
-        )
-        return transport.request_response(req)
-
-    def check_response(self, response: requests.Response) -> None:
-        """Raise the typed error for a failed answer, without logging its body or URL."""
-        if response.status_code >= 400:
-            raise calltouch_error(
-                response.status_code, response.text, what=self._what(), secrets=self._setup().secrets
-            )
-
     def _what(self) -> str:
         return f"Calltouch site {self._site_id}" if self._site_id else f"Calltouch ({self.calltouch_conn_id})"
 
+    def _authorize(self, req: Request) -> Request:
+        """Calls and requests take the token as the query parameter ``clientApiId``."""
+        self._setup()
+        req.params = {"clientApiId": self._token, **(req.params or {})}
+        return req
+
     def _get(self, path: str, params: dict[str, str]) -> Any:
-        transport = self._setup()
-        query = {"clientApiId": self._token, **params}
-        return transport.request_json(Request("GET", path, params=query, what=self._what()))
+        self._setup()
+        return self._request(Request("GET", path, params=params, what=self._what()))
 
     # -- calls ----------------------------------------------------------------------------------------
 
@@ -673,13 +629,19 @@ class CalltouchAsyncHook(BaseHook):
         plans_status_method: str = "POST",
     ) -> None:
         super().__init__()
+        transport_settings(
+            self,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            requests_per_second=requests_per_second,
+            retry_wait_min=retry_wait_min,
+            retry_wait_max=retry_wait_max,
+            retry_after_max=retry_after_max,
+        )
+        self._transport: AsyncTransport | None = None
         self.calltouch_conn_id = calltouch_conn_id
         self._site_id_arg = site_id
-        self.timeout = timeout
-        self.requests_per_second = requests_per_second
-        self.policy = RetryPolicy(max_attempts, retry_wait_min, retry_wait_max, retry_after_max)
         self.plans_status_method = plans_status_method.upper()
-        self._transport: AsyncTransport | None = None
         self._site_id: int | None = None
         self._token: str | None = None
 

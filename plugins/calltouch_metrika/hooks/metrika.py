@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 
-import requests
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseHook
 
 from calltouch_metrika.exceptions import (
-    AuthenticationError,
     CalltouchMetrikaError,
     MalformedResponseError,
 )
@@ -24,14 +22,15 @@ from calltouch_metrika.hooks._http import (
     AsyncTransport,
     MultipartFile,
     Request,
-    RetryPolicy,
     Secrets,
     Transport,
+    TransportHookMixin,
     amask_token,
     base_url_from_connection,
+    connection_token,
     get_limiter,
     make_session,
-    metrika_error,
+    transport_settings,
 )
 
 CLIENT_ID_TYPES = ("CLIENT_ID", "USER_ID", "YCLID")
@@ -55,12 +54,7 @@ def _counter(counter_id: Any) -> int:
 
 
 def _token(conn: Any, conn_id: str) -> str:
-    token = (conn.password or "").strip()
-    if not token:
-        raise AuthenticationError(
-            f"Connection {conn_id!r} has no Metrika OAuth token: put it in the connection's password field"
-        )
-    return token
+    return connection_token(conn, conn_id, kind="Metrika OAuth token")
 
 
 def _uploading(body: Any, what: str) -> dict:
@@ -70,7 +64,7 @@ def _uploading(body: Any, what: str) -> dict:
     return record
 
 
-class MetrikaHook(HttpHook):
+class MetrikaHook(TransportHookMixin, HttpHook):
     """Talks to the Metrika management API (offline calls).
 
     :param metrika_conn_id: connection of type ``yandex_metrika`` (or ``http``): host, password = OAuth token.
@@ -103,17 +97,21 @@ class MetrikaHook(HttpHook):
         list_page_size: int = 1000,
     ) -> None:
         super().__init__(method="GET", http_conn_id=metrika_conn_id, tcp_keep_alive=False)
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0 seconds")
         if list_page_size < 1:
             raise ValueError("list_page_size must be >= 1")
-        self.metrika_conn_id = metrika_conn_id
-        self.timeout = timeout
-        self.requests_per_second = requests_per_second
-        self.max_parallel = max_parallel
-        self.policy = RetryPolicy(max_attempts, retry_wait_min, retry_wait_max, retry_after_max)
-        self.list_page_size = list_page_size
+        transport_settings(
+            self,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            requests_per_second=requests_per_second,
+            retry_wait_min=retry_wait_min,
+            retry_wait_max=retry_wait_max,
+            retry_after_max=retry_after_max,
+        )
         self._transport: Transport | None = None
+        self.metrika_conn_id = metrika_conn_id
+        self.max_parallel = max_parallel
+        self.list_page_size = list_page_size
         self._headers: dict[str, str] = {}
         self._extra: dict[str, Any] = {}
 
@@ -140,54 +138,14 @@ class MetrikaHook(HttpHook):
             )
         return self._transport
 
-    @property
-    def transport(self) -> Transport:
-        return self._setup()
+    def _what(self) -> str:
+        return f"Metrika ({self.metrika_conn_id})"
 
-    def get_conn(
-        self, headers: dict[Any, Any] | None = None, extra_options: dict[str, Any] | None = None
-    ) -> requests.Session:
-        """The hook's ``requests.Session``: no basic auth, and connection extras never become headers."""
-        session = self._setup().session
-        if headers:
-            session.headers.update(headers)
-        return session
-
-    def run(
-        self,
-        endpoint: str | None = None,
-        data: dict[str, Any] | str | None = None,
-        headers: dict[str, Any] | None = None,
-        extra_options: dict[str, Any] | None = None,
-        **request_kwargs: Any,
-    ) -> requests.Response:
-        """HttpHook's generic call, routed through our limiter, retries, masking and typed errors."""
-        transport = self._setup()
-        req = Request(
-            self.method,
-            "/" + (endpoint or "").lstrip("/"),
-            params=dict(data) if isinstance(data, dict) else None,
-            headers={**self._headers, **(headers or {})},
-            json_body=request_kwargs.get("json"),
-            idempotent=self.method in ("GET", "HEAD"),
-            what=f"Metrika ({self.metrika_conn_id})",
-        )
-        return transport.request_response(req)
-
-    def check_response(self, response: requests.Response) -> None:
-        """Raise the typed error for a failed answer, without logging its body or URL."""
-        if response.status_code >= 400:
-            raise metrika_error(
-                response.status_code,
-                response.text,
-                what=f"Metrika ({self.metrika_conn_id})",
-                secrets=self._setup().secrets,
-            )
-
-    def _request(self, req: Request) -> Any:
-        transport = self._setup()
+    def _authorize(self, req: Request) -> Request:
+        """Every Metrika request carries ``Authorization: OAuth <token>`` (the request's own headers win)."""
+        self._setup()
         req.headers = {**self._headers, **(req.headers or {})}
-        return transport.request_json(req)
+        return req
 
     def upload_calls(
         self,
@@ -323,12 +281,18 @@ class MetrikaAsyncHook(BaseHook):
         retry_after_max: float = 120.0,
     ) -> None:
         super().__init__()
-        self.metrika_conn_id = metrika_conn_id
-        self.timeout = timeout
-        self.requests_per_second = requests_per_second
-        self.max_parallel = max_parallel
-        self.policy = RetryPolicy(max_attempts, retry_wait_min, retry_wait_max, retry_after_max)
+        transport_settings(
+            self,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            requests_per_second=requests_per_second,
+            retry_wait_min=retry_wait_min,
+            retry_wait_max=retry_wait_max,
+            retry_after_max=retry_after_max,
+        )
         self._transport: AsyncTransport | None = None
+        self.metrika_conn_id = metrika_conn_id
+        self.max_parallel = max_parallel
         self._headers: dict[str, str] = {}
 
     async def _setup(self) -> AsyncTransport:
