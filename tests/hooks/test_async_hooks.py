@@ -111,3 +111,71 @@ async def test_async_hooks_register_tokens_with_the_masker(sandbox: Any, add_con
     assert token not in str(err.value)
     assert redact(f"x {token} y") == "x *** y"
     assert redact(f"x {quote(token, safe='')} y") == "x *** y"
+
+
+def test_async_hooks_build_on_the_providers_http_async_hook() -> None:
+    from airflow.providers.http.hooks.http import HttpAsyncHook
+
+    for hook in (CalltouchAsyncHook(), MetrikaAsyncHook()):
+        assert isinstance(hook, HttpAsyncHook)
+        # one provider attempt per call: the retry policy (429/Retry-After, 5xx, drops) is ours
+        assert hook.retry_limit == 1
+    assert CalltouchAsyncHook("ct_x").http_conn_id == "ct_x"
+    assert MetrikaAsyncHook("ym_x").http_conn_id == "ym_x"
+
+
+async def test_async_session_config_has_no_extras_as_headers_and_a_default_timeout(
+    sandbox: Any, add_connection: Any
+) -> None:
+    conn = add_connection(
+        "ct_async_extras",
+        conn_type="calltouch",
+        host=sandbox.url,
+        password="sandbox-ct-token",
+        extra={"site_id": 10001, "X-Leak": "extra-value"},
+    )
+    hook = CalltouchAsyncHook(conn)
+    config = await hook.config()
+    assert config.base_url == sandbox.url.rstrip("/")
+    assert config.headers == {"User-Agent": "calltouch-metrika-airflow"}
+    assert config.auth is None
+    assert config.extra_options is not None
+    assert config.extra_options["timeout"].total == 60.0  # the hook's default timeout
+    assert config.extra_options["allow_redirects"] is False
+    assert (await MetrikaAsyncHook(timeout=7.5).config()).extra_options["timeout"].total == 7.5
+
+
+async def test_async_run_sends_our_auth_and_no_connection_extras(
+    sandbox: Any, metrika: Any, add_connection: Any
+) -> None:
+    """Observed on the wire (aiohttp tracing): extras are not headers, the OAuth header is ours."""
+    import aiohttp
+
+    record = metrika().upload_calls(20001, calls_csv(), comment="async-run")
+    conn = add_connection(
+        "ym_async_extras",
+        conn_type="yandex_metrika",
+        host=sandbox.url,
+        password="sandbox-ym-token",
+        extra={"X-Leak": "extra-value", "counter_id": "20001"},
+    )
+    sent: list[dict[str, str]] = []
+
+    async def on_request_start(session: Any, ctx: Any, params: aiohttp.TraceRequestStartParams) -> None:
+        sent.append(dict(params.headers))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    sandbox.faults(fail_5xx=1, scope="metrika")
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        response = await MetrikaAsyncHook(conn, **FAST).run(
+            session=session,
+            endpoint=f"/management/v1/counter/20001/offline_conversions/calls_uploading/{record['id']}",
+        )
+    assert response.status == 200
+    assert (await response.json())["uploading"]["comment"] == "async-run"
+    assert len(sent) == 2  # the 503 was retried by our policy
+    for headers in sent:
+        assert headers["Authorization"] == "OAuth sandbox-ym-token"
+        assert "X-Leak" not in headers and "counter_id" not in headers
+        assert "extra-value" not in headers.values()

@@ -6,13 +6,16 @@ Written once, used by both hooks (sync and async):
   per process and per API host, shared by every hook instance (the APIs count per IP, not per hook);
   evenly paced and first come first served among threads; optionally also a cap on requests in flight
   (Metrika allows 3 parallel requests). :func:`young_gc_only` keeps full GC pauses out of paced extraction.
-* :class:`Transport` / :class:`AsyncTransport`: one request with a timeout, the retry policy (tenacity:
+* :class:`Transport` / :class:`AsyncTransport` (which sends through the provider's ``HttpAsyncHook``
+  session, one attempt per provider call): one request with a timeout, the retry policy (tenacity:
   429 honouring ``Retry-After``, 5xx, connection errors, timeouts; exponential backoff with jitter;
   bounded attempts), the non-idempotent rule (never blindly re-send an upload: raise
   :class:`~calltouch_metrika.exceptions.OutcomeUnknownError`), and translation of every failure into the
   typed errors of :mod:`calltouch_metrika.exceptions`. Their common part is :class:`_TransportBase`.
 * :class:`TransportHookMixin`: ``HttpHook``'s ``run`` / ``get_conn`` / ``check_response`` and ``transport``
-  for both sync hooks; :func:`transport_settings` and :func:`connection_token` for all four hooks.
+  for both sync hooks; :class:`AsyncTransportHookMixin`: ``HttpAsyncHook``'s ``config`` (no extras as
+  headers, a default timeout, async connection lookup) and ``run`` for both async hooks;
+  :func:`transport_settings` and :func:`connection_token` for all four hooks.
 * :class:`Secrets`: registers tokens with Airflow's masker (raw and URL-encoded, because the Calltouch
   token travels in the query string) and scrubs them from any text we put in a message.
 
@@ -33,10 +36,10 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import requests
 import tenacity
@@ -1042,61 +1045,231 @@ class TransportHookMixin:
 
 
 # --------------------------------------------------------------------------------------------------
-# Transport (async)
+# Transport (async): our policy around the provider's HttpAsyncHook session
 # --------------------------------------------------------------------------------------------------
+
+#: Headers every async request carries (the sync session sets the same User-Agent).
+USER_AGENT = {"User-Agent": "calltouch-metrika-airflow"}
 
 
 class AsyncTransport(_TransportBase):
-    """The async twin of :class:`Transport` (aiohttp), for triggers; idempotent requests only."""
+    """The async twin of :class:`Transport`, for triggers: sends through the provider's ``AsyncHttpSession``.
+
+    Each attempt is one ``AsyncHttpSession.run`` of the hook (an ``HttpAsyncHook`` with ``retry_limit=1``
+    and ``check_response`` off, so the provider neither retries nor raises): this class keeps our
+    pacing (:meth:`SlidingWindowLimiter.aacquire`), our retry policy (tenacity: 429 with ``Retry-After``,
+    5xx, connection errors, timeouts), the non-idempotent rule and the typed, secret-free errors.
+    Keyword arguments: ``hook`` (the ``HttpAsyncHook``) and the settings of every transport.
+    """
+
+    def __init__(self, *, hook: Any, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.hook = hook
+
+    async def request_response(self, req: Request, session: Any = None) -> Any:
+        """Send with retries; the successful (2xx) ``aiohttp.ClientResponse``, its body already read.
+
+        ``session``: an ``aiohttp.ClientSession`` to send through (as ``HttpAsyncHook.run`` accepts);
+        by default the hook's :meth:`~HttpAsyncHook.session` opens one for this call.
+        """
+        response, _ = await self._send(req, session)
+        return response
 
     async def request_json(self, req: Request) -> Any:
-        import aiohttp
+        """Send with retries and parse the JSON body of the 2xx answer."""
+        response, text = await self._send(req, None)
+        return self.parse_json(req, response.status, text)
 
+    async def _send(self, req: Request, session: Any) -> tuple[Any, str]:
         install_log_filters()
         retrying = tenacity.AsyncRetrying(**self._retry_kwargs())
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with self._http_session(req.method, session) as http:
                 async for attempt in retrying:
                     with attempt:
-                        text = await self._attempt(session, req)
-                return self.parse_json(req, 200, text)
+                        return await self._attempt(http, req)
         except _Retryable as exc:
             raise self._exhausted(req, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, session: Any, req: Request) -> str:
+    @contextlib.asynccontextmanager
+    async def _http_session(self, method: str, session: Any) -> AsyncIterator[Any]:
+        """The provider's ``AsyncHttpSession`` for ``method``, on ``session`` or on a new one of the hook."""
+        if session is None:
+            async with self.hook.session(method=method) as http:
+                yield http
+            return
+        from airflow.providers.http.hooks.http import AsyncHttpSession
+
+        request = self.hook._get_request_func(session=session, method=method)
+        yield AsyncHttpSession(
+            hook=self.hook, request=request, config=await self.hook.config(), method=method
+        )
+
+    def _unknown(self, req: Request, detail: str) -> OutcomeUnknownError:
+        return OutcomeUnknownError(
+            f"{req.what}: {self.api.name} {req.method} {safe_path(req.path)}: {detail} after the request was "
+            f"sent, so it may or may not have been carried out. It was not re-sent: look the result up "
+            f"before trying again."
+        )
+
+    async def _attempt(self, http: Any, req: Request) -> tuple[Any, str]:
         import aiohttp
 
+        params = {k: str(v) for k, v in (req.params or {}).items()}
+        endpoint = req.path
+        if params and req.method != "GET":  # the provider sends ``data`` as the query string of GETs only
+            endpoint = f"{endpoint}?{urlencode(params)}"
         await self.limiter.aacquire()
         try:
             self.log.debug("%s %s %s", self.api.name, req.method, safe_path(req.path))
-            params = {k: str(v) for k, v in (req.params or {}).items()}
             try:
-                async with session.request(
-                    req.method,
-                    self.base_url + req.path,
-                    params=params or None,
-                    headers=req.headers,
+                response = await http.run(
+                    endpoint=endpoint,
+                    data=(params or None) if req.method == "GET" else None,
                     json=req.json_body,
-                    allow_redirects=False,
-                ) as response:
-                    status = response.status
-                    headers = response.headers
-                    text = await response.text(errors="replace")
+                    headers=req.headers,
+                )
+                try:
+                    await response.read()  # cached: the answer stays readable after the session closes
+                finally:
+                    response.release()
             except aiohttp.ClientConnectorError:
                 raise _Retryable("connect", "could not connect") from None
+            except aiohttp.ConnectionTimeoutError:  # before TimeoutError: nothing was sent yet
+                raise _Retryable("connect", f"connection timed out after {self.timeout:g} s") from None
             except TimeoutError:
+                if not req.idempotent:
+                    raise self._unknown(req, f"no answer within {self.timeout:g} s") from None
                 raise _Retryable("timeout", f"no answer within {self.timeout:g} s") from None
             except aiohttp.ClientPayloadError:
+                if not req.idempotent:
+                    raise self._unknown(req, "the answer was cut short") from None
                 raise _Retryable(
                     "truncated", "the answer was cut short (connection closed mid-body)"
                 ) from None
             except aiohttp.ClientError:
+                if not req.idempotent:
+                    raise self._unknown(req, "the connection was closed without an answer") from None
                 raise _Retryable("dropped", "the connection was closed without an answer") from None
         finally:
             self.limiter.release()
+        status = response.status
+        text = await response.text(errors="replace")
         self._adapt(status, text)
         if 200 <= status < 300:
-            return text
-        classify(self.api, req, status, headers, text, self.secrets)
+            return response, text
+        classify(self.api, req, status, response.headers, text, self.secrets)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class AsyncTransportHookMixin:
+    """What both async hooks override of ``HttpAsyncHook`` (listed before it in a hook's bases).
+
+    * :meth:`config`: the provider's would turn every connection extra (``site_id``, ...) into a request
+      header and set no timeout. Ours resolves the connection once with the async API
+      (``get_async_connection``: never the sync ``get_connection``, which can deadlock a triggerer),
+      registers the token with the masker (``amask_secret``), and returns a ``SessionConfig`` with our
+      base URL, only our headers, no basic auth, and ``extra_options`` = default timeout, no redirects,
+      ``check_response`` off (our transport classifies every answer).
+    * :meth:`run`: the provider's generic call, routed through our limiter, retries, auth and typed errors.
+
+    The hook provides :meth:`_connect` (reads token and the rest from the connection; returns the
+    token), :meth:`_authorize`, :meth:`_what` and the class attributes ``api`` / ``limiter_api``;
+    ``max_in_flight`` caps parallel requests (Metrika).
+    """
+
+    api: ApiSpec
+    limiter_api: str
+    max_in_flight: int | None = None
+    http_conn_id: str
+    method: str
+    timeout: float
+    requests_per_second: float
+    policy: RetryPolicy
+    log: logging.Logger
+    _config: Any
+    _transport: AsyncTransport | None = None
+
+    async def _connect(self, conn: Any, extra: dict[str, Any]) -> str:  # pragma: no cover - by the hook
+        raise NotImplementedError
+
+    def _authorize(self, req: Request) -> Request:  # pragma: no cover - provided by the hook
+        raise NotImplementedError
+
+    def _what(self) -> str:  # pragma: no cover - provided by the hook
+        raise NotImplementedError
+
+    async def config(self) -> Any:
+        """The provider's ``SessionConfig``, built our way (see the class docstring); resolved once."""
+        if self._config is None:
+            import aiohttp
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
+            from airflow.providers.http.hooks.http import SessionConfig
+
+            conn = await get_async_connection(conn_id=self.http_conn_id, hook=self)  # type: ignore[arg-type]
+            extra = await get_async_extra_dejson(conn)
+            token = await self._connect(conn, extra)
+            await amask_token(token)
+            base_url = base_url_from_connection(conn)
+            self._transport = AsyncTransport(
+                hook=self,
+                api=self.api,
+                base_url=base_url,
+                limiter=get_limiter(
+                    self.limiter_api, base_url, self.requests_per_second, max_in_flight=self.max_in_flight
+                ),
+                timeout=self.timeout,
+                policy=self.policy,
+                secrets=Secrets(token, register=False),
+                logger=self.log,
+            )
+            self._config = SessionConfig(
+                base_url=base_url,
+                headers=dict(USER_AGENT),
+                auth=None,
+                extra_options={
+                    "timeout": aiohttp.ClientTimeout(total=self.timeout),
+                    "allow_redirects": False,
+                    "check_response": False,
+                },
+            )
+        return self._config
+
+    async def _setup(self) -> AsyncTransport:
+        """The transport, built with the session config on first use."""
+        await self.config()
+        assert self._transport is not None
+        return self._transport
+
+    async def run(
+        self,
+        session: Any = None,
+        endpoint: str | None = None,
+        data: dict[str, Any] | str | None = None,
+        json: dict[str, Any] | str | None = None,
+        headers: dict[str, Any] | None = None,
+        extra_options: dict[str, Any] | None = None,
+    ) -> Any:
+        """``HttpAsyncHook.run``, routed through our limiter, retries, auth, masking and typed errors.
+
+        ``endpoint`` is a path; ``data`` (a dict) are query parameters. Returns the 2xx
+        ``aiohttp.ClientResponse`` with its body read (``await response.json()`` works after the call).
+        ``extra_options`` are not supported (the session config sets timeout and redirects).
+        """
+        if extra_options:
+            raise TypeError(f"{type(self).__name__}.run does not take extra_options: {sorted(extra_options)}")
+        transport = await self._setup()
+        req = Request(
+            self.method,
+            "/" + (endpoint or "").lstrip("/"),
+            params=dict(data) if isinstance(data, dict) else None,
+            headers=dict(headers) if headers else None,
+            json_body=json,
+            idempotent=self.method in ("GET", "HEAD"),
+            what=self._what(),
+        )
+        return await transport.request_response(self._authorize(req), session=session)

@@ -23,8 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from airflow.providers.http.hooks.http import HttpHook
-from airflow.sdk import BaseHook
+from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
 
 from calltouch_metrika.exceptions import (
     CalltouchMetrikaError,
@@ -33,12 +32,11 @@ from calltouch_metrika.exceptions import (
 )
 from calltouch_metrika.hooks._http import (
     CALLTOUCH,
-    AsyncTransport,
+    AsyncTransportHookMixin,
     Request,
     Secrets,
     Transport,
     TransportHookMixin,
-    amask_token,
     base_url_from_connection,
     calltouch_error,
     connection_token,
@@ -607,13 +605,22 @@ def _status_data(body: Any, what: str, import_log_id: int) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
-class CalltouchAsyncHook(BaseHook):
-    """Async counterpart of :class:`CalltouchHook` for triggers (uses ``aget_connection``, never the sync API)."""
+class CalltouchAsyncHook(AsyncTransportHookMixin, HttpAsyncHook):
+    """Async counterpart of :class:`CalltouchHook` for triggers, built on the provider's ``HttpAsyncHook``.
+
+    Requests go through ``HttpAsyncHook.session()`` / ``AsyncHttpSession.run`` (one attempt each,
+    ``retry_limit=1``); :class:`~calltouch_metrika.hooks._http.AsyncTransportHookMixin` overrides what is
+    wrong for us (connection extras as headers, no timeout, the provider's retries) and resolves the
+    connection with the async API only (``get_async_connection``), never the sync ``get_connection``.
+    Auth: the ``Access-Token`` and ``SiteId`` headers of the plans status call.
+    """
 
     conn_name_attr = "calltouch_conn_id"
     default_conn_name = "calltouch_default"
     conn_type = "calltouch"
     hook_name = "Calltouch (async)"
+    api = CALLTOUCH
+    limiter_api = "calltouch"
 
     def __init__(
         self,
@@ -628,7 +635,6 @@ class CalltouchAsyncHook(BaseHook):
         retry_after_max: float = 120.0,
         plans_status_method: str = "POST",
     ) -> None:
-        super().__init__()
         transport_settings(
             self,
             timeout=timeout,
@@ -638,43 +644,40 @@ class CalltouchAsyncHook(BaseHook):
             retry_wait_max=retry_wait_max,
             retry_after_max=retry_after_max,
         )
-        self._transport: AsyncTransport | None = None
+        # retry_limit=1: one provider attempt per call; the retries are ours (tenacity, Retry-After)
+        super().__init__(method=plans_status_method, http_conn_id=calltouch_conn_id, retry_limit=1)
         self.calltouch_conn_id = calltouch_conn_id
         self._site_id_arg = site_id
         self.plans_status_method = plans_status_method.upper()
         self._site_id: int | None = None
         self._token: str | None = None
 
-    async def _setup(self) -> AsyncTransport:
-        if self._transport is None:
-            conn = await BaseHook.aget_connection(self.calltouch_conn_id)
-            token = _token(conn, self.calltouch_conn_id)
-            await amask_token(token)
-            extra = await conn.aextra_dejson() if hasattr(conn, "aextra_dejson") else conn.extra_dejson
-            self._site_id = _resolve_site_id(self._site_id_arg, extra, self.calltouch_conn_id)
-            self._token = token
-            base_url = base_url_from_connection(conn)
-            self._transport = AsyncTransport(
-                api=CALLTOUCH,
-                base_url=base_url,
-                limiter=get_limiter("calltouch", base_url, self.requests_per_second),
-                timeout=self.timeout,
-                policy=self.policy,
-                secrets=Secrets(token, register=False),
-                logger=self.log,
-            )
-        return self._transport
+    async def _connect(self, conn: Any, extra: dict[str, Any]) -> str:
+        """Read token and site id from the connection (called once, by ``config()``)."""
+        token = _token(conn, self.calltouch_conn_id)
+        self._site_id = _resolve_site_id(self._site_id_arg, extra, self.calltouch_conn_id)
+        self._token = token
+        return token
+
+    def _what(self) -> str:
+        return f"Calltouch site {self._site_id}"
+
+    def _authorize(self, req: Request) -> Request:
+        """Add the header credentials of the plans API (``Access-Token``, ``SiteId``)."""
+        req.headers = {**(req.headers or {}), "Access-Token": self._token or "", "SiteId": str(self._site_id)}
+        return req
 
     async def plans_import_status(self, import_log_id: int) -> dict:
         """The status response's ``data`` (``status`` and the items)."""
         transport = await self._setup()
-        what = f"Calltouch site {self._site_id}"
+        what = self._what()
         body = await transport.request_json(
-            Request(
-                self.plans_status_method,
-                PLANS_STATUS_PATH.format(import_log_id=int(import_log_id)),
-                headers={"Access-Token": self._token or "", "SiteId": str(self._site_id)},
-                what=what,
+            self._authorize(
+                Request(
+                    self.plans_status_method,
+                    PLANS_STATUS_PATH.format(import_log_id=int(import_log_id)),
+                    what=what,
+                )
             )
         )
         return _status_data(body, what, import_log_id)

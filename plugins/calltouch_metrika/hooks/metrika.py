@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 
-from airflow.providers.http.hooks.http import HttpHook
-from airflow.sdk import BaseHook
+from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
 
 from calltouch_metrika.exceptions import (
     CalltouchMetrikaError,
@@ -19,13 +18,12 @@ from calltouch_metrika.exceptions import (
 )
 from calltouch_metrika.hooks._http import (
     METRIKA,
-    AsyncTransport,
+    AsyncTransportHookMixin,
     MultipartFile,
     Request,
     Secrets,
     Transport,
     TransportHookMixin,
-    amask_token,
     base_url_from_connection,
     connection_token,
     get_limiter,
@@ -260,13 +258,21 @@ class MetrikaHook(TransportHookMixin, HttpHook):
             return False, f"Metrika connection test failed: {type(exc).__name__}"
 
 
-class MetrikaAsyncHook(BaseHook):
-    """Async counterpart of :class:`MetrikaHook` for triggers (``aget_connection``, never the sync API)."""
+class MetrikaAsyncHook(AsyncTransportHookMixin, HttpAsyncHook):
+    """Async counterpart of :class:`MetrikaHook` for triggers, built on the provider's ``HttpAsyncHook``.
+
+    Requests go through ``HttpAsyncHook.session()`` / ``AsyncHttpSession.run`` (one attempt each,
+    ``retry_limit=1``); :class:`~calltouch_metrika.hooks._http.AsyncTransportHookMixin` overrides what is
+    wrong for us (connection extras as headers, no timeout, the provider's retries) and resolves the
+    connection with the async API only (``get_async_connection``). Auth: ``Authorization: OAuth <token>``.
+    """
 
     conn_name_attr = "metrika_conn_id"
     default_conn_name = "metrika_default"
     conn_type = "yandex_metrika"
     hook_name = "Yandex Metrika (async)"
+    api = METRIKA
+    limiter_api = "metrika"
 
     def __init__(
         self,
@@ -280,7 +286,6 @@ class MetrikaAsyncHook(BaseHook):
         retry_wait_max: float = 30.0,
         retry_after_max: float = 120.0,
     ) -> None:
-        super().__init__()
         transport_settings(
             self,
             timeout=timeout,
@@ -290,42 +295,39 @@ class MetrikaAsyncHook(BaseHook):
             retry_wait_max=retry_wait_max,
             retry_after_max=retry_after_max,
         )
-        self._transport: AsyncTransport | None = None
+        # retry_limit=1: one provider attempt per call; the retries are ours (tenacity, Retry-After)
+        super().__init__(method="GET", http_conn_id=metrika_conn_id, retry_limit=1)
         self.metrika_conn_id = metrika_conn_id
         self.max_parallel = max_parallel
+        self.max_in_flight = max_parallel
         self._headers: dict[str, str] = {}
 
-    async def _setup(self) -> AsyncTransport:
-        if self._transport is None:
-            conn = await BaseHook.aget_connection(self.metrika_conn_id)
-            token = _token(conn, self.metrika_conn_id)
-            await amask_token(token)
-            base_url = base_url_from_connection(conn)
-            self._headers = {"Authorization": f"OAuth {token}"}
-            self._transport = AsyncTransport(
-                api=METRIKA,
-                base_url=base_url,
-                limiter=get_limiter(
-                    "metrika", base_url, self.requests_per_second, max_in_flight=self.max_parallel
-                ),
-                timeout=self.timeout,
-                policy=self.policy,
-                secrets=Secrets(token, register=False),
-                logger=self.log,
-            )
-        return self._transport
+    async def _connect(self, conn: Any, extra: dict[str, Any]) -> str:
+        """Read the OAuth token from the connection (called once, by ``config()``)."""
+        token = _token(conn, self.metrika_conn_id)
+        self._headers = {"Authorization": f"OAuth {token}"}
+        return token
+
+    def _what(self) -> str:
+        return f"Metrika connection {self.metrika_conn_id!r}"
+
+    def _authorize(self, req: Request) -> Request:
+        """Add the ``Authorization: OAuth`` header."""
+        req.headers = {**(req.headers or {}), **self._headers}
+        return req
 
     async def get_calls_uploading(self, counter_id: int, uploading_id: int) -> dict:
         """One upload's record."""
-        transport = await self._setup()
         counter = _counter(counter_id)
+        transport = await self._setup()
         what = f"Metrika counter {counter}, upload {uploading_id}"
         answer = await transport.request_json(
-            Request(
-                "GET",
-                UPLOADING_PATH.format(counter_id=counter, uploading_id=int(uploading_id)),
-                headers=self._headers,
-                what=what,
+            self._authorize(
+                Request(
+                    "GET",
+                    UPLOADING_PATH.format(counter_id=counter, uploading_id=int(uploading_id)),
+                    what=what,
+                )
             )
         )
         return _uploading(answer, what)
