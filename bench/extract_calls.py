@@ -30,11 +30,8 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
-import json
 import math
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,12 +43,6 @@ REPO = Path(__file__).resolve().parent.parent
 SITE_ID = 10001
 TOKEN = "sandbox-ct-token"
 CEILING = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(url: str, body: dict[str, Any]) -> None:
@@ -69,33 +60,6 @@ def _server_429s(url: str) -> int | str:
         return int(state["requests"]["by_status"].get("429", 0))
     except (requests.RequestException, ValueError, KeyError, TypeError):
         return "?"
-
-
-def start_sandbox(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Run ``python -m sandbox`` on a free port; return the process and its URL once healthy."""
-    import requests
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            if requests.get(f"{url}/_sandbox/health", timeout=1).ok:
-                return proc, url
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("sandbox did not start:\n" + log_path.read_text(errors="replace"))
 
 
 def warm_up(url: str, days: list[date]) -> None:
@@ -207,12 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
     sys.path[:0] = [str(REPO / "plugins"), str(REPO)]
+    from sandbox import launch
 
-    proc, url = start_sandbox(home / "sandbox.log")
+    proc, url = launch.start(home / "sandbox.log")
     try:
-        os.environ["AIRFLOW_CONN_CALLTOUCH_DEFAULT"] = json.dumps(
-            {"conn_type": "calltouch", "host": url, "password": TOKEN, "extra": {"site_id": str(SITE_ID)}}
-        )
+        os.environ.update(launch.connection_env(url))
         first = date(2026, 1, 1)
         days = [first + timedelta(days=i) for i in range(args.days)]
         base_days = [first - timedelta(days=i + 1) for i in range(args.baseline_days)][::-1]
@@ -241,11 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         server_429 = _server_429s(url)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        launch.stop(proc)
 
     expected = args.calls * args.days
     rate = main_run["ok"] / main_run["elapsed"]

@@ -10,13 +10,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,16 +37,8 @@ _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 _hypothesis_settings.register_profile("explore", derandomize=False)
 _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-CALLTOUCH_TOKEN = "sandbox-ct-token"
-METRIKA_TOKEN = "sandbox-ym-token"
-SITE_ID = 10001
-COUNTER_ID = 20001
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from sandbox import launch  # noqa: E402
+from sandbox.launch import connection_env  # noqa: E402
 
 
 class SandboxClient:
@@ -85,18 +72,6 @@ class SandboxClient:
         return r.json()
 
 
-def connection_env(url: str) -> dict[str, str]:
-    """The ``AIRFLOW_CONN_*`` variables that point the default connections at ``url``."""
-    return {
-        "AIRFLOW_CONN_CALLTOUCH_DEFAULT": json.dumps(
-            {"conn_type": "calltouch", "host": url, "password": CALLTOUCH_TOKEN, "extra": {"site_id": str(SITE_ID)}}
-        ),
-        "AIRFLOW_CONN_METRIKA_DEFAULT": json.dumps(
-            {"conn_type": "yandex_metrika", "host": url, "password": METRIKA_TOKEN}
-        ),
-    }
-
-
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[str]:
     """Start ``python -m sandbox`` on a free loopback port for the whole session; yield its URL."""
@@ -105,39 +80,12 @@ def sandbox_server() -> Iterator[str]:
         os.environ.update(connection_env(external))
         yield external
         return
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(_AIRFLOW_HOME / "sandbox.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc, url = launch.start(_AIRFLOW_HOME / "sandbox.log")
     try:
-        import requests
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/_sandbox/health", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "sandbox did not start:\n" + (_AIRFLOW_HOME / "sandbox.log").read_text(errors="replace")
-                )
-            time.sleep(0.1)
         os.environ.update(connection_env(url))
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        launch.stop(proc)
 
 
 @pytest.fixture

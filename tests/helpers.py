@@ -2,7 +2,8 @@
 
 Seed 001 (plans-import) gives one example request body; the plans tests check it both ways: as a
 plan file parsed by the transform (tests/transforms/test_plans.py) and as the body the operator sends
-to the sandbox (tests/operators/test_plans_import.py). Both use the constants below, so they test
+to the sandbox (tests/operators/test_plans_import.py); the sandbox's own tests post it directly
+(tests/sandbox/test_sandbox_plans.py). All use the constants below, so they test
 the same example.
 """
 

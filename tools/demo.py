@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -37,15 +36,10 @@ from zoneinfo import ZoneInfo
 REPO = Path(__file__).resolve().parent.parent
 AIRFLOW_HOME = REPO / ".airflow-demo"
 PIPELINE = "demo"
-CALLTOUCH_TOKEN = "sandbox-ct-token"
-METRIKA_TOKEN = "sandbox-ym-token"
 DEADLINE_SECONDS = 110
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(REPO))  # run as `python tools/demo.py`: make the repo's `sandbox` importable
+from sandbox import launch  # noqa: E402
 
 
 @dataclass
@@ -80,30 +74,6 @@ class Demo:
         return proc
 
 
-def _start_sandbox(logs: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (logs / "sandbox.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_sandbox/health", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"the sandbox did not start; see {logs / 'sandbox.log'}")
-        time.sleep(0.2)
-
-
 def _environment(url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -114,17 +84,7 @@ def _environment(url: str) -> dict[str, str]:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
-            "AIRFLOW_CONN_CALLTOUCH_DEFAULT": json.dumps(
-                {
-                    "conn_type": "calltouch",
-                    "host": url,
-                    "password": CALLTOUCH_TOKEN,
-                    "extra": {"site_id": "10001"},
-                }
-            ),
-            "AIRFLOW_CONN_METRIKA_DEFAULT": json.dumps(
-                {"conn_type": "yandex_metrika", "host": url, "password": METRIKA_TOKEN}
-            ),
+            **launch.connection_env(url),
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO / "plugins"), env.get("PYTHONPATH")) if p),
         }
     )
@@ -308,7 +268,7 @@ def main() -> int:
     sandbox: subprocess.Popen[bytes] | None = None
     try:
         print("- starting the sandbox (API emulator) ...")
-        sandbox, url = _start_sandbox(logs)
+        sandbox, url = launch.start(logs / "sandbox.log")
         print(f"  sandbox at {url}")
         demo = Demo(url=url, env=_environment(url), pipeline=pipeline, day=day, logs=logs)
         print(f"- preparing Airflow in {AIRFLOW_HOME} (airflow db migrate) ...")
@@ -323,11 +283,7 @@ def main() -> int:
         return 1
     finally:
         if sandbox is not None:
-            sandbox.terminate()
-            try:
-                sandbox.wait(10)
-            except subprocess.TimeoutExpired:
-                sandbox.kill()
+            launch.stop(sandbox)
     print("\n=== summary ===" + "\n".join(demo.summary))
     elapsed = time.monotonic() - started
     print(f"\ndone in {elapsed:.0f} s; logs in {logs}")

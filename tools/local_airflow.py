@@ -45,10 +45,10 @@ def state_dir() -> Path:
     return Path(os.environ.get("LOCAL_AIRFLOW_STATE_DIR") or REPO / ".airflow-local")
 
 
-# The sandbox's accounts (see docs/design.md): the same values tests/conftest.py uses.
-SANDBOX_CALLTOUCH_TOKEN = "sandbox-ct-token"
-SANDBOX_METRIKA_TOKEN = "sandbox-ym-token"
-SANDBOX_SITE_ID = 10001
+sys.path.insert(0, str(REPO))  # run as `python tools/local_airflow.py`: make `sandbox` importable
+# One place knows how to start the sandbox and point the connections at it.
+from sandbox.launch import connection_env as sandbox_connections  # noqa: E402
+from sandbox.launch import free_port, is_healthy, sandbox_command  # noqa: E402
 
 POOL_NAME = "calltouch_api"
 POOL_SLOTS = 1  # one task already uses the whole 5 requests/s: see README
@@ -67,13 +67,6 @@ AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 class StackError(RuntimeError):
     """A part of the local stack failed to start; the message names it and quotes its log."""
-
-
-def free_port() -> int:
-    """A TCP port that is free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_is_free(port: int) -> bool:
@@ -105,23 +98,6 @@ def fernet_key() -> str:
     from cryptography.fernet import Fernet
 
     return Fernet.generate_key().decode()
-
-
-def sandbox_connections(url: str) -> dict[str, str]:
-    """``AIRFLOW_CONN_*`` variables pointing the default connections at the sandbox at ``url``."""
-    return {
-        "AIRFLOW_CONN_CALLTOUCH_DEFAULT": json.dumps(
-            {
-                "conn_type": "calltouch",
-                "host": url,
-                "password": SANDBOX_CALLTOUCH_TOKEN,
-                "extra": {"site_id": str(SANDBOX_SITE_ID)},
-            }
-        ),
-        "AIRFLOW_CONN_METRIKA_DEFAULT": json.dumps(
-            {"conn_type": "yandex_metrika", "host": url, "password": SANDBOX_METRIKA_TOKEN}
-        ),
-    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -561,26 +537,15 @@ class LocalAirflow:
     def _start_sandbox(self) -> None:
         comp = Component(
             "sandbox",
-            [
-                sys.executable,
-                "-m",
-                "sandbox",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.sandbox_port),
-                *self.sandbox_args,
-            ],
+            sandbox_command(self.sandbox_port, args=self.sandbox_args),
             self.home / "sandbox.log",
         )
         env = self.env()
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
         comp.start(env, REPO)
         self.components.append(comp)
-        import requests
-
         wait_until(
-            lambda: requests.get(f"{self.sandbox_url}/_sandbox/health", timeout=2).ok,
+            lambda: is_healthy(self.sandbox_url, timeout=2),
             timeout=60,
             what=f"the sandbox on {self.sandbox_url}",
             alive=self._dead_component,

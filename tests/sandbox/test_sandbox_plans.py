@@ -8,35 +8,11 @@ import time
 import pytest
 import requests
 
+from tests.helpers import SEED_BODY_ITEMS
+
 pytestmark = pytest.mark.integration
 
-SEED_EXAMPLE = {
-    "items": [
-        {
-            "dateFrom": "01-04-2021",
-            "dateTo": "02-04-2021",
-            "source": "yandex",
-            "medium": "cpc",
-            "campaign": "april",
-            "content": "sale",
-            "keyword": "распродажа",
-            "metric": {"type": "Лиды", "name": "Уникальные лиды", "value": 100},
-        },
-        {
-            "dateFrom": "01-04-2021",
-            "dateTo": "20-04-2021",
-            "source": "google",
-            "medium": "cpc",
-            "metric": {"type": "Сделки и ROI", "name": "Выручка", "value": 23423},
-        },
-        {
-            "dateFrom": "01-04-2021",
-            "dateTo": "20-04-2021",
-            "medium": "cpc",
-            "metric": {"type": "Пользовательские", "name": "Название столбца", "value": 22},
-        },
-    ]
-}
+SEED_EXAMPLE = {"items": SEED_BODY_ITEMS}  # seed 001's example body, verbatim
 
 
 def violations(*pairs: tuple[str, str]) -> dict:
