@@ -140,6 +140,7 @@ class Faults(BaseModel):
     truncate_body: int = Field(0, ge=0)
     lose_upload_response: int = Field(0, ge=0)
     garbled_body: int = Field(0, ge=0)
+    garbled_endpoint: str | None = None
     plans_status_error: bool = False
     retry_after: int = Field(1, ge=0)
 

@@ -214,7 +214,7 @@ class SandboxMiddleware:
             elif faults.truncate_body > 0:
                 faults.truncate_body -= 1
                 mode = "truncate"
-            elif faults.garbled_body > 0:
+            elif faults.garbled_body > 0 and faults.garbled_endpoint in (None, endpoint):
                 faults.garbled_body -= 1
                 mode = "garble"
 

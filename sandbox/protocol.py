@@ -32,7 +32,9 @@ def api_400(target: bytes | None) -> tuple[bytes, bytes] | None:
         }
     else:
         return None
-    return b"application/json;charset=UTF-8", json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return b"application/json;charset=UTF-8", json.dumps(
+        body, ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
 
 
 class _ApiShaped400:

@@ -282,3 +282,14 @@ def test_garbled_body_calltouch(api, urls, ct_params):
     with pytest.raises(ValueError):
         r.json()
     assert requests.get(urls.calls(), params=ct_params, timeout=30).json()
+
+
+def test_garbled_body_of_one_endpoint(api, urls, oauth):
+    """``garbled_endpoint`` garbles only that endpoint (e.g. the uploads-list lookup), the rest is untouched."""
+    api.faults(scope="metrika", garbled_body=1, garbled_endpoint="calls_uploadings")
+    up = _upload(urls, oauth, {"file": ("c.csv", f"ClientId,DateTime\n{KNOWN},{TS}\n".encode())})
+    assert up.json()["uploading"]["id"] == 1
+    assert requests.get(urls.metrika("calls_uploading/1"), headers=oauth, timeout=30).json()["uploading"]
+    garbled = requests.get(urls.metrika("calls_uploadings"), headers=oauth, timeout=30)
+    assert garbled.status_code == 200 and garbled.text.startswith("<!DOCTYPE html>")
+    assert requests.get(urls.metrika("calls_uploadings"), headers=oauth, timeout=30).json()["uploadings"]
