@@ -141,6 +141,7 @@ class SandboxMiddleware:
         token = ""
         in_flight: dict[str, int] = {}
         if api == "calltouch":
+            st.counters.calltouch_times.append(time.time())
             if not st.calltouch_window.admit(ip, cfg.calltouch_rps, now):
                 await reply_429_burst()
                 return

@@ -122,6 +122,8 @@ class Counters:
     by_api: dict[str, int] = field(default_factory=lambda: {"calltouch": 0, "metrika": 0})
     by_status: dict[str, int] = field(default_factory=dict)
     by_endpoint: dict[str, int] = field(default_factory=dict)
+    #: arrival times (epoch seconds) of the last 100,000 Calltouch requests, as the rate limit clocks them
+    calltouch_times: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
 
 
 class SandboxState:
@@ -281,6 +283,7 @@ class SandboxState:
                 "by_api": dict(self.counters.by_api),
                 "by_status": dict(self.counters.by_status),
                 "by_endpoint": dict(self.counters.by_endpoint),
+                "calltouch_times": list(self.counters.calltouch_times),
             },
             "points": {"budget": cfg.points_budget, "spent": self.points_spent},
             "calls_cache": {

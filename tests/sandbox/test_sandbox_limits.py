@@ -46,6 +46,10 @@ def test_seed_example_eleven_requests_five_succeed(sandbox, urls, ct_params):
     counts = sandbox.state()["requests"]
     assert counts["by_status"] == {"200": 5, "429": 6}
     assert sandbox.state()["points"]["spent"] == 5
+    # every arrival is logged (429s too), within the second of the burst
+    times = counts["calltouch_times"]
+    assert len(times) == 11
+    assert max(times) - min(times) < 1.0
 
 
 def test_window_slides(sandbox, urls, ct_params):
