@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the end-to-end tests need: a PostgreSQL server (the metadata DB of
-# the real Airflow processes) and Chromium + ChromeDriver (the UI test). `make test` runs this
-# before pytest.
+# the real Airflow processes), Chromium + ChromeDriver (the UI test) and a Redis server (the Celery
+# broker and the shared Calltouch rate limit). `make test` runs this before pytest.
 #
 # * Idempotent and quick: nothing is done (not even `apt-get update`) when every package is there.
 # * Never fails the build: without root, apt-get or network it says why and exits 0; the e2e tests
 #   then skip with a clear reason of their own.
 set -uo pipefail
 
-PACKAGES=(postgresql chromium chromium-driver)
+PACKAGES=(postgresql chromium chromium-driver redis-server)
 
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
@@ -35,7 +35,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-# The server package must not start a cluster of its own: the tests run a private one.
+# The server packages must not start a server of their own: the tests run private ones.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
   chmod +x /usr/sbin/policy-rc.d
