@@ -180,7 +180,7 @@ def test_connections_point_at_the_sandbox_by_default(
         "extra": {"site_id": "10001"},
     }
     assert metrika == {
-        "conn_type": "yandex_metrika",
+        "conn_type": "yandexmetrika",
         "host": "http://sandbox:8765",
         "password": "sandbox-ym-token",
     }
@@ -252,7 +252,7 @@ def test_dockerfile_installs_our_requirements_with_the_image_constraints() -> No
     assert re.search(r"^FROM \$\{AIRFLOW_IMAGE\}", dockerfile, re.MULTILINE)
     assert '--constraint "${HOME}/constraints.txt"' in dockerfile
     assert "requirements.txt" in dockerfile
-    # Our distribution, so the calltouch / yandex_metrika connection types register.
+    # Our distribution, so the calltouch / yandexmetrika connection types register.
     assert re.search(r"pip install[^\n]*--no-deps -e /opt/airflow", dockerfile)
     for path in ("pyproject.toml", "plugins/", "sandbox/"):
         assert path in dockerfile, path
