@@ -71,7 +71,7 @@ bench: $(STAMP)
 
 dist: $(STAMP)
 	rm -rf dist
-	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis data logs .airflow-* dist build

@@ -41,20 +41,47 @@ DATA_ENV = "CALLTOUCH_METRIKA_DATA"
 #: The repository root: ``plugins/calltouch_metrika/config.py`` -> ``<repo>``.
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
+
+def base_dir() -> Path:
+    """Where the default config, plans and data live.
+
+    In a repository checkout (``<repo>/include`` next to ``plugins/``): ``<repo>``. Installed from the
+    wheel (site-packages has no ``include/``): ``$AIRFLOW_HOME/calltouch_metrika`` (``~/airflow`` when
+    ``AIRFLOW_HOME`` is unset), so nothing resolves into site-packages. The variables
+    ``$CALLTOUCH_METRIKA_CONFIG`` / ``$CALLTOUCH_METRIKA_DATA`` / ``$CALLTOUCH_METRIKA_PLANS_DIR`` override each.
+    """
+    if (REPO_ROOT / "include").is_dir() and (REPO_ROOT / "plugins" / "calltouch_metrika").is_dir():
+        return REPO_ROOT
+    return Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser() / "calltouch_metrika"
+
+
+def default_config_path() -> Path:
+    """``<repo>/include/config/pipelines.yaml``, or ``$AIRFLOW_HOME/calltouch_metrika/pipelines.yaml``."""
+    base = base_dir()
+    return base / "include" / "config" / "pipelines.yaml" if base == REPO_ROOT else base / "pipelines.yaml"
+
+
+def default_plans_dir() -> Path:
+    """``<repo>/include/plans``, or ``$AIRFLOW_HOME/calltouch_metrika/plans`` when installed."""
+    base = base_dir()
+    return base / "include" / "plans" if base == REPO_ROOT else base / "plans"
+
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def config_path() -> Path:
-    """Where the pipelines file is: ``$CALLTOUCH_METRIKA_CONFIG``, else ``<repo>/include/config/pipelines.yaml``."""
+    """Where the pipelines file is: ``$CALLTOUCH_METRIKA_CONFIG``, else :func:`default_config_path`."""
     env = os.environ.get(CONFIG_ENV)
     if env:
         return Path(env).expanduser()
-    return REPO_ROOT / "include" / "config" / "pipelines.yaml"
+    return default_config_path()
 
 
 def default_storage_root() -> str:
-    """The default storage root: ``$CALLTOUCH_METRIKA_DATA``, else ``<repo>/data``."""
-    return os.environ.get(DATA_ENV) or str(REPO_ROOT / "data")
+    """The default storage root: ``$CALLTOUCH_METRIKA_DATA``, else ``<repo>/data`` (checkout) or
+    ``$AIRFLOW_HOME/calltouch_metrika/data`` (installed; :func:`base_dir`)."""
+    return os.environ.get(DATA_ENV) or str(base_dir() / "data")
 
 
 def expand_env(value: str) -> str:

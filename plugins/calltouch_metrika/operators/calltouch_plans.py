@@ -61,7 +61,6 @@ __all__ = [
 
 #: Overrides where plan files named without a directory are looked up (default ``<repo>/include/plans``).
 PLANS_DIR_ENV = "CALLTOUCH_METRIKA_PLANS_DIR"
-_REPO_ROOT = Path(__file__).resolve().parents[3]
 
 STATUS_SUCCESS = "success"
 STATUS_IN_PROGRESS = "in progress..."
@@ -69,9 +68,12 @@ STATUS_ERROR = "error"
 
 
 def plans_dir() -> Path:
-    """Where bare plan file names live: ``$CALLTOUCH_METRIKA_PLANS_DIR``, else ``<repo>/include/plans``."""
+    """Where bare plan file names live: ``$CALLTOUCH_METRIKA_PLANS_DIR``, else ``<repo>/include/plans``
+    (``$AIRFLOW_HOME/calltouch_metrika/plans`` when installed: ``config.default_plans_dir``)."""
+    from calltouch_metrika.config import default_plans_dir
+
     env = os.environ.get(PLANS_DIR_ENV)
-    return Path(env).expanduser() if env else _REPO_ROOT / "include" / "plans"
+    return Path(env).expanduser() if env else default_plans_dir()
 
 
 def resolve_plans_file(plans_file: str) -> ObjectStoragePath:
