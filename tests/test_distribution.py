@@ -35,7 +35,9 @@ pytestmark = pytest.mark.dist
 
 def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, **kwargs)  # type: ignore[call-overload]
-    assert proc.returncode == 0, f"{argv} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{argv} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -75,7 +77,9 @@ def test_wheel_declares_version_license_and_ranged_dependencies(
     assert metadata["Name"] == "calltouch-metrika"
     changelog = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
     assert f"## {metadata['Version']}" in changelog, "the version has no CHANGELOG.md entry"
-    assert "Apache-2.0" in (metadata["License"] or "") + " ".join(metadata.get_all("License-Expression") or [])
+    assert "Apache-2.0" in (metadata["License"] or "") + " ".join(
+        metadata.get_all("License-Expression") or []
+    )
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         assert any(n.endswith(".dist-info/LICENSE") or "/licenses/LICENSE" in n for n in names), names
@@ -83,7 +87,12 @@ def test_wheel_declares_version_license_and_ranged_dependencies(
         entry_points = next(z.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "[apache_airflow_provider]" in entry_points
     requires = _requires(metadata)
-    for name in ("apache-airflow", "apache-airflow-providers-http", "apache-airflow-providers-smtp", "pandas"):
+    for name in (
+        "apache-airflow",
+        "apache-airflow-providers-http",
+        "apache-airflow-providers-smtp",
+        "pandas",
+    ):
         assert name in requires, f"{name} is not a declared dependency"
     airflow = requires["apache-airflow"].specifier
     assert "3.3.2" in airflow and "4.0.0" not in airflow and "3.2.0" not in airflow
@@ -100,7 +109,9 @@ def test_the_pinned_versions_of_this_repository_fall_in_the_declared_ranges(
             lock[canonicalize_name(name)] = version.strip()
     for name, req in requires.items():
         assert name in lock, f"{name} is declared but not locked"
-        assert req.specifier.contains(lock[name]), f"{name}: the lock's {lock[name]} is outside {req.specifier}"
+        assert req.specifier.contains(lock[name]), (
+            f"{name}: the lock's {lock[name]} is outside {req.specifier}"
+        )
 
 
 def test_every_third_party_import_of_the_package_is_a_declared_dependency(
@@ -147,7 +158,9 @@ def fresh_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             continue
         (deps / entry.name).symlink_to(entry)
     python = venv / "bin" / "python"
-    site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    site = _run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+    ).stdout.strip()
     Path(site, "_calltouch_metrika_test_deps.pth").write_text(f"{deps}\n")
     _run([str(python), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", str(wheel)])
     yield venv

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -187,6 +187,51 @@ class RequestsExport(_Strict):
         return _check_hook_params(v, "REQUESTS_PARAMS")
 
 
+class Notify(_Strict):
+    """E-mail notifications of one pipeline (:mod:`calltouch_metrika.notifications`, SMTP provider).
+
+    ``on``: ``failure`` (any task failure), ``linkage_failure`` (Metrika linked no call of the day's
+    upload), ``rejects_over: <percent>`` (more than that share of the day's calls rejected), e.g.
+    ``on: [failure, {rejects_over: 20}]``; ``conn_id``: an ``smtp`` connection; ``to``: recipients.
+    """
+
+    conn_id: str = "smtp_default"
+    to: list[str] = Field(min_length=1)
+    from_email: str | None = None
+    on: list[Literal["failure", "linkage_failure"] | dict[Literal["rejects_over"], float]] = Field(
+        default_factory=lambda: ["failure"], min_length=1
+    )
+
+    @field_validator("on")
+    @classmethod
+    def _percent(cls, v: list[Any]) -> list[Any]:
+        for item in v:
+            if isinstance(item, dict) and not 0 <= item["rejects_over"] <= 100:
+                raise ValueError("rejects_over is a percentage of the day's calls: 0 to 100")
+        return v
+
+    @property
+    def events(self) -> list[str]:
+        """The event names of ``on`` (``rejects_over`` for the dict form)."""
+        return [e if isinstance(e, str) else "rejects_over" for e in self.on]
+
+    @property
+    def rejects_over_percent(self) -> float | None:
+        """The ``rejects_over`` limit, if set."""
+        return next((e["rejects_over"] for e in self.on if isinstance(e, dict)), None)
+
+
+def _relative_start_date(v: Any) -> Any:
+    """``start_date: -7`` (an integer <= 0): that many days before today; else the value unchanged."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if v > 0:
+            raise ValueError(
+                "a relative start_date is a number of days back from today: 0 or negative, e.g. -7"
+            )
+        return date.today() + timedelta(days=v)
+    return v
+
+
 class Pipeline(_Strict):
     """One Calltouch site feeding one Metrika counter: becomes DAG ``calltouch_calls_to_metrika__<name>``."""
 
@@ -218,6 +263,12 @@ class Pipeline(_Strict):
     status_timeout_hours: float = Field(default=24.0, gt=0, le=168)
     plans_file: str | None = None
     requests_export: RequestsExport | None = None
+    notify: Notify | None = None
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _start(cls, v: Any) -> Any:
+        return _relative_start_date(v)
 
     @field_validator("timezone")
     @classmethod
