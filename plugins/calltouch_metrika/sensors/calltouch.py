@@ -4,7 +4,7 @@ Why: ``plans-import/add`` only accepts a batch; Calltouch imports it later and m
 The plans DAG is not done until each batch is ``success``, and only then is the batch recorded as
 imported in the plans ledger (so a failed import is sent again on the next run).
 
-Deferrable by default: checks once on the worker, then hands the waiting to
+Deferrable by default (``[operators] default_deferrable``, true when unset): checks once on the worker, then hands the waiting to
 :class:`~calltouch_metrika.triggers.calltouch.PlansImportStatusTrigger`. With ``deferrable=False`` it
 pokes (or reschedules) through the sync hook with exponentially growing intervals.
 

@@ -4,7 +4,7 @@ Why: an upload is only accepted by ``upload_calls``; matching the calls to visit
 (minutes to hours). The daily DAG is not done until the upload is ``PROCESSED``, so a person sees in
 one place whether the day's calls reached Metrika and how many of them were linked.
 
-Deferrable by default: it checks once on the worker and, if the upload is not finished, hands the
+Deferrable by default (``[operators] default_deferrable``, true when unset): it checks once on the worker and, if the upload is not finished, hands the
 waiting to :class:`~calltouch_metrika.triggers.metrika.UploadStatusTrigger` (no worker slot held).
 With ``deferrable=False`` it works in ``poke`` or ``reschedule`` mode through the sync hook, with
 exponentially growing intervals capped at ``max_poke_interval``.
