@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The Airflow image for docker-compose.yaml: the official apache/airflow 3.3.2 image plus our runtime
 # requirements and this repository installed as the `calltouch-metrika` distribution, whose
-# `apache_airflow_provider` entry point registers the `calltouch` and `yandex_metrika` connection types.
+# `apache_airflow_provider` entry point registers the `calltouch` and `yandexmetrika` connection types.
 ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_IMAGE}
 

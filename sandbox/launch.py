@@ -46,7 +46,7 @@ def connection_env(url: str) -> dict[str, str]:
             }
         ),
         "AIRFLOW_CONN_METRIKA_DEFAULT": json.dumps(
-            {"conn_type": "yandex_metrika", "host": url, "password": DEFAULT_METRIKA_TOKEN}
+            {"conn_type": "yandexmetrika", "host": url, "password": DEFAULT_METRIKA_TOKEN}
         ),
     }
 
