@@ -16,6 +16,7 @@ help:
 	@echo "make lint         ruff, including Airflow's AIR rules"
 	@echo "make sandbox      serve the API emulator on 127.0.0.1:$(SANDBOX_PORT) (foreground)"
 	@echo "make up           a local Airflow (UI, scheduler, triggerer, ...) + the sandbox, in the background"
+	@echo "                  (EXECUTOR=celery make up: CeleryExecutor, a private Redis and two workers)"
 	@echo "make airflow ARGS=\"dags list\"   the Airflow CLI against the stack make up started"
 	@echo "make down         stop what make up started"
 	@echo "make bench        the extraction and transform benchmarks (bench/)"
@@ -53,8 +54,10 @@ demo: $(STAMP)
 	$(BIN)/python tools/demo.py
 
 # A local Airflow (api-server, scheduler, dag-processor, triggerer) plus the sandbox, in the background.
+# EXECUTOR=celery make up: CeleryExecutor with a private Redis (broker + shared rate limit) and two workers.
+EXECUTOR ?= local
 up: $(STAMP)
-	$(BIN)/python -m tools.local_airflow up
+	$(BIN)/python -m tools.local_airflow up --executor $(EXECUTOR)
 
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tools.local_airflow down; fi

@@ -60,6 +60,17 @@ _CALLTOUCH = _connection_type(
     field_description="Calltouch site (личный кабинет) id, shown next to the API token in Calltouch.",
     field_placeholder="12345",
 )
+# Calltouch counts 5 requests/s per IP: connections that leave through the same IP share one limit.
+_CALLTOUCH["conn-fields"]["rate_limit_group"] = {
+    "label": "Rate limit group (optional)",
+    "description": (
+        "Connections with the same group share Calltouch's 5 requests/s (name the egress IP, e.g. "
+        "office-nat). Default: the API host. Shared across workers when "
+        "CALLTOUCH_METRIKA_RATE_LIMIT_BACKEND is set (README: Rate limit)."
+    ),
+    "schema": {"type": ["string", "null"]},
+}
+_CALLTOUCH["ui-field-behaviour"]["placeholders"]["rate_limit_group"] = "api.calltouch.ru"
 
 # No "_" in the type name: Airflow warns "Connection schemes (type: ...) shall not contain '_' according to
 # RFC3986" at every fetch of such a connection (Connection.get_uri), in every component's log.

@@ -1,6 +1,7 @@
 """``make up`` / ``make down`` / ``make airflow``: the command line of the local stack.
 
     python -m tools.local_airflow up [--port 8080] [--sandbox-port 8765 | --sandbox-url URL | --no-sandbox]
+                                     [--executor local|celery]     # or EXECUTOR=celery make up
     python -m tools.local_airflow status
     python -m tools.local_airflow airflow dags list      # the Airflow CLI against the running stack
     python -m tools.local_airflow down
@@ -26,6 +27,7 @@ from typing import Any
 
 from .postgres import PostgresCluster, cluster_root, find_postgres_bin
 from .processes import StackError, pid_alive, port_is_free, start_ticks, stop_process_group
+from .redis import RedisServer, find_redis_server
 from .stack import REPO, LocalAirflow, fernet_key, free_port, venv_bin
 
 # DAG ids the example pipelines get (include/config/pipelines.yaml); unpaused by `make up`.
@@ -66,6 +68,7 @@ Airflow UI:   {state["api_url"]}
   password:   {state["admin_password"]}
 Sandbox:      {state.get("sandbox_url") or "(not started)"}
 Metadata DB:  {state["db"]}
+Executor:     {state.get("executor", "LocalExecutor")}   (Calltouch rate limit: {state.get("rate_limit", "?")})
 AIRFLOW_HOME: {state["home"]}   (logs in {state["home"]}/logs)
 Airflow CLI:  make airflow ARGS="dags list"   (or: source {env_file()}; airflow dags list)
 Stop with:    make down
@@ -122,8 +125,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     else:
         print("PostgreSQL server binaries not found (bash tools/system-deps.sh installs them): using SQLite")
 
+    redis: RedisServer | None = None
+    if args.executor == "celery":
+        redis_bin = find_redis_server()
+        if redis_bin is None:
+            print(
+                "EXECUTOR=celery needs Debian's redis-server (as root: bash tools/system-deps.sh)",
+                file=sys.stderr,
+            )
+            return 1
+        redis = RedisServer(root=base / "redis", port=free_port(), binary=redis_bin)
     stack = LocalAirflow(
         home=base / "home",
+        executor=args.executor,
+        redis=redis,
+        # Celery: 2 workers x 4 slots; the scheduler may run 8 task instances at once.
+        parallelism=8 if args.executor == "celery" else 4,
         api_port=api_port,
         sandbox_port=sandbox_port,
         sandbox_url=sandbox_url,
@@ -146,6 +163,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         "sandbox_url": stack.sandbox_url,
         "admin_password": stack.admin_password,
         "db": stack.db_url,
+        "executor": stack.env()["AIRFLOW__CORE__EXECUTOR"],
+        "rate_limit": stack.limiter_backend,
         "cli_env": stack.cli_env(),
         "processes": [
             {"name": c.name, "pid": c.pid, "start_ticks": start_ticks(c.pid), "argv": c.argv}
@@ -266,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         help="start no sandbox and set no connections (use your own AIRFLOW_CONN_* or the UI)",
     )
     up.add_argument("--sqlite", action="store_true", help="SQLite instead of a private PostgreSQL")
+    up.add_argument(
+        "--executor",
+        choices=("local", "celery"),
+        default=os.environ.get("EXECUTOR", "local").lower() or "local",
+        help="LocalExecutor, or CeleryExecutor with a private Redis and two workers (EXECUTOR=celery)",
+    )
     up.add_argument("--parse-timeout", type=float, default=60.0, help=argparse.SUPPRESS)
     up.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop what `up` started").set_defaults(func=cmd_down)

@@ -24,14 +24,21 @@ from sandbox.launch import DEFAULT_SITE_ID, free_port, is_healthy, sandbox_comma
 
 from .postgres import PostgresCluster
 from .processes import Component, StackError, tail, wait_until
+from .redis import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 
 POOL_NAME = "calltouch_api"
-POOL_SLOTS = 1  # one task already uses the whole 5 requests/s: see README
-POOL_DESCRIPTION = "Calltouch API: 5 requests/s per IP"
+#: With the shared rate limit (every task paces through one limiter group), the pool bounds how many
+#: Calltouch tasks wait on the limit at once, it no longer serialises them: see README ("Rate limit").
+POOL_SLOTS = 4
+POOL_DESCRIPTION = (
+    "Calltouch API: bounds concurrent Calltouch tasks; the 5 requests/s per IP is kept by the shared "
+    "rate limiter (CALLTOUCH_METRIKA_RATE_LIMIT_BACKEND)"
+)
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 
 #: The connections ``make up`` creates in the metadata DB (visible and testable in the UI).
 DEFAULT_CONN_IDS = ("calltouch_default", "metrika_default")
@@ -88,6 +95,15 @@ class LocalAirflow:
     :param dags_folder: the DAGs folder (our ``dags/`` by default).
     :param extra_env: more environment for every process (e.g. ``CALLTOUCH_METRIKA_CONFIG``).
     :param sandbox_args: more ``python -m sandbox`` options (e.g. ``--status-step-seconds 5``).
+    :param executor: ``"local"`` (LocalExecutor) or ``"celery"`` (CeleryExecutor: ``redis`` is the broker
+        and ``celery_workers`` ``airflow celery worker`` processes run the tasks).
+    :param redis: the Redis server to start (required for ``"celery"``; optional otherwise).
+    :param celery_workers: how many ``airflow celery worker`` processes (each ``-H workerN@%h``).
+    :param worker_concurrency: task slots per Celery worker.
+    :param parallelism: ``[core] parallelism``: task instances running at once in the whole stack.
+    :param pool_slots: slots of the ``calltouch_api`` pool.
+    :param rate_limit_backend: ``CALLTOUCH_METRIKA_RATE_LIMIT_BACKEND`` for every process; ``None`` ->
+        the stack's Redis when there is one, else a SQLite file in ``home``; ``"memory"`` -> in-process.
     """
 
     home: Path
@@ -104,11 +120,22 @@ class LocalAirflow:
     extra_env: dict[str, str] = field(default_factory=dict)
     sandbox_args: list[str] = field(default_factory=list)
     log_server_port: int = field(default_factory=free_port)
+    executor: str = "local"
+    redis: RedisServer | None = None
+    celery_workers: int = 2
+    worker_concurrency: int = 4
+    parallelism: int = 4
+    pool_slots: int = POOL_SLOTS
+    rate_limit_backend: str | None = None
     components: list[Component] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.sandbox_port is not None and self.sandbox_url is None:
             self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {sorted(EXECUTORS)}, not {self.executor!r}")
+        if self.executor == "celery" and self.redis is None:
+            raise ValueError("the Celery executor needs a Redis server (the broker)")
 
     # ---- configuration -------------------------------------------------------------------------
 
@@ -127,6 +154,20 @@ class LocalAirflow:
         return f"sqlite:///{self.home / 'airflow.db'}"
 
     @property
+    def limiter_backend(self) -> str:
+        """The shared Calltouch rate limit every process uses (see :param:`rate_limit_backend`)."""
+        if self.rate_limit_backend is not None:
+            return self.rate_limit_backend
+        if self.redis is not None:
+            return self.redis.rate_limit_url
+        return f"sqlite:///{self.home / 'calltouch-ratelimit.db'}"
+
+    @property
+    def result_backend(self) -> str:
+        """Celery's result backend: the metadata DB (as in Airflow's docker-compose)."""
+        return "db+" + self.db_url
+
+    @property
     def passwords_file(self) -> Path:
         return self.home / "simple_auth_manager_passwords.json"
 
@@ -141,8 +182,10 @@ class LocalAirflow:
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__EXECUTOR": EXECUTORS[self.executor],
+                "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+                # One Calltouch rate limit for every task process (plugins/.../hooks/_shared_ratelimit.py).
+                "CALLTOUCH_METRIKA_RATE_LIMIT_BACKEND": self.limiter_backend,
                 "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
                 "AIRFLOW__CORE__AUTH_MANAGER": (
                     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
@@ -176,6 +219,11 @@ class LocalAirflow:
                 "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES": "airflow.*",
             }
         )
+        if self.executor == "celery":
+            assert self.redis is not None
+            env["AIRFLOW__CELERY__BROKER_URL"] = self.redis.broker_url
+            env["AIRFLOW__CELERY__RESULT_BACKEND"] = self.result_backend
+            env["AIRFLOW__CELERY__WORKER_CONCURRENCY"] = str(self.worker_concurrency)
         if self.postgres is not None and importlib.util.find_spec("asyncpg") is None:
             # Airflow also opens an async engine (asyncpg for PostgreSQL), used only by the multi-team
             # mode, the "wait for a DAG run" endpoint and the task state store. Without asyncpg
@@ -257,10 +305,12 @@ class LocalAirflow:
                 if not self.postgres.initialised:
                     self.postgres.init()
                 self.postgres.start()
+            if self.redis is not None:
+                self._start_redis()
             if self.sandbox_port is not None:
                 self._start_sandbox()
             self.airflow("db", "migrate", timeout=timeout)
-            self.airflow("pools", "set", POOL_NAME, str(POOL_SLOTS), POOL_DESCRIPTION)
+            self.airflow("pools", "set", POOL_NAME, str(self.pool_slots), POOL_DESCRIPTION)
             if self.sandbox_url:
                 self.create_connections(sandbox_connections(self.sandbox_url))
             self.write_passwords()
@@ -275,14 +325,47 @@ class LocalAirflow:
                 if name in ("scheduler", "triggerer"):
                     argv.append("--skip-serve-logs")
                 commands.append((name, argv))
+            if self.executor == "celery":
+                for n in range(1, self.celery_workers + 1):
+                    # Each worker: its own Celery node name and pid file; logs served by the log server.
+                    argv = [bin_airflow, "celery", "worker", "--celery-hostname", f"worker{n}@%h"]
+                    argv += ["--concurrency", str(self.worker_concurrency), "--skip-serve-logs"]
+                    argv += ["--pid", str(self.home / f"celery-worker{n}.pid")]
+                    commands.append((f"celery-worker{n}", argv))
             for name, argv in commands:
                 comp = Component(name, argv, self.home / f"{name}.log")
                 comp.start(self.env(), self.home)
                 self.components.append(comp)
             self.wait_healthy(timeout=timeout)
+            if self.executor == "celery":
+                self.wait_workers_ready(timeout=timeout)
         except BaseException:
             self.stop()
             raise
+
+    def _start_redis(self) -> None:
+        assert self.redis is not None
+        comp = self.redis.component()
+        comp.start(self.env(), self.redis.root)
+        self.components.append(comp)
+        wait_until(
+            self.redis.ping,
+            timeout=30,
+            what=f"Redis on 127.0.0.1:{self.redis.port}",
+            alive=self._dead_component,
+        )
+
+    def wait_workers_ready(self, *, timeout: float = 300) -> None:
+        """Wait until every Celery worker has logged ``ready`` (connected to the broker, consuming)."""
+
+        def ready() -> bool:
+            return all(
+                " ready." in c.log.read_text(errors="replace")
+                for c in self.components
+                if c.name.startswith("celery-worker")
+            )
+
+        wait_until(ready, timeout=timeout, what="the Celery workers to be ready", alive=self._dead_component)
 
     def _start_sandbox(self) -> None:
         comp = Component(

@@ -335,7 +335,7 @@ def young_gc_only() -> Iterator[None]:
                 gc.set_threshold(*_GC_SAVED.pop())
 
 
-_LIMITERS: dict[tuple[str, str], SlidingWindowLimiter] = {}
+_LIMITERS: dict[tuple[str, str, str], Any] = {}
 _LIMITERS_LOCK = threading.Lock()
 
 
@@ -346,20 +346,45 @@ def get_limiter(
     *,
     window: float = 1.05,
     max_in_flight: int | None = None,
-) -> SlidingWindowLimiter:
-    """The process-wide limiter of one API host (``api`` is ``"calltouch"`` or ``"metrika"``).
+    group: str | None = None,
+) -> Any:
+    """The limiter of one API host or limiter group (``api`` is ``"calltouch"`` or ``"metrika"``).
 
     ``requests_per_second`` (e.g. 5.0) becomes "at most ceil(rps) starts per ``window`` scaled to rps".
+    ``group`` (the connection extra ``rate_limit_group``; default: the API host) names the egress IP:
+    every connection of one group shares one limit. For Calltouch, when a shared backend is configured
+    (``CALLTOUCH_METRIKA_RATE_LIMIT_BACKEND`` / ``[calltouch_metrika] rate_limit_backend``), the limit is
+    shared by every process through it (:mod:`calltouch_metrika.hooks._shared_ratelimit`); otherwise,
+    and always for Metrika (its limits are per user and generous), it is process-wide
+    (:class:`SlidingWindowLimiter`).
+
+    :raises ~calltouch_metrika.hooks._shared_ratelimit.RateLimitBackendError: a backend URL we cannot use.
     """
+    from calltouch_metrika.hooks._shared_ratelimit import configured_backend, make_shared_limiter
+
     if requests_per_second <= 0:
         raise ValueError("requests_per_second must be > 0")
     max_requests = max(1, round(requests_per_second))
     window = window * max_requests / requests_per_second
-    key = (api, urlsplit(base_url).netloc.lower())
+    group = (group or urlsplit(base_url).netloc).strip().lower()
+    backend = configured_backend() if api == "calltouch" else None
+    key = (api, group, backend or "")
     with _LIMITERS_LOCK:
         limiter = _LIMITERS.get(key)
         if limiter is None:
-            limiter = _LIMITERS[key] = SlidingWindowLimiter(max_requests, window, max_in_flight)
+            if backend:
+                limiter = make_shared_limiter(backend, api, group, max_requests, window, max_in_flight)
+            else:
+                limiter = SlidingWindowLimiter(max_requests, window, max_in_flight)
+            _LIMITERS[key] = limiter
+            log.info(
+                "%s rate limit: %d request(s) per %.2f s, group %r, %s",
+                api,
+                max_requests,
+                window,
+                group,
+                f"shared through {limiter.backend}" if backend else "in this process",
+            )
         else:
             limiter.update(max_requests, window)
         return limiter
@@ -1220,7 +1245,11 @@ class AsyncTransportHookMixin:
                 api=self.api,
                 base_url=base_url,
                 limiter=get_limiter(
-                    self.limiter_api, base_url, self.requests_per_second, max_in_flight=self.max_in_flight
+                    self.limiter_api,
+                    base_url,
+                    self.requests_per_second,
+                    max_in_flight=self.max_in_flight,
+                    group=extra.get("rate_limit_group"),
                 ),
                 timeout=self.timeout,
                 policy=self.policy,

@@ -312,7 +312,11 @@ class CalltouchHook(TransportHookMixin, HttpHook):
                 base_url=self.base_url,
                 session=make_session(self.max_in_flight),
                 limiter=get_limiter(
-                    "calltouch", self.base_url, self.requests_per_second, window=self.rate_window
+                    "calltouch",
+                    self.base_url,
+                    self.requests_per_second,
+                    window=self.rate_window,
+                    group=conn.extra_dejson.get("rate_limit_group"),
                 ),
                 timeout=self.timeout,
                 policy=self.policy,
