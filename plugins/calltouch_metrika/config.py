@@ -130,7 +130,7 @@ def _check_cron(v: str) -> str:
 def _check_hook_params(params: dict[str, Any], table_name: str) -> dict[str, Any]:
     """Check snake_case Calltouch parameter names against the hook's public mapping table."""
     try:
-        from calltouch_metrika.hooks import calltouch as ct_hooks
+        from calltouch_metrika import constants as ct_hooks  # tables only: no hook import at parse time
     except ImportError:  # pragma: no cover - the hook module is part of the package
         return params
     table = getattr(ct_hooks, table_name, None)
