@@ -86,9 +86,11 @@ class Faults(BaseModel):
     fail_5xx: int = Field(0, ge=0)
     fail_5xx_rate: float = Field(0.0, ge=0, le=1)
     burst_429: int = Field(0, ge=0)
+    burst_429_type: str | None = None  # Metrika: the quota's error_type in burst 429 bodies (None: "quota")
     drop_connection: int = Field(0, ge=0)
     truncate_body: int = Field(0, ge=0)
     lose_upload_response: int = Field(0, ge=0)
+    garbled_body: int = Field(0, ge=0)  # the next N answers: HTTP 200 with a non-JSON body (app still ran)
     plans_status_error: bool = False
     retry_after: int = Field(1, ge=0)
 

@@ -175,7 +175,17 @@ class SandboxMiddleware:
                 return
             if faults.burst_429 > 0:
                 faults.burst_429 -= 1
-                await reply_429()
+                kind = faults.burst_429_type
+                if api == "metrika" and kind:
+                    extra = (
+                        []
+                        if kind == "quota_requests_by_uid"
+                        else [(b"retry-after", str(faults.retry_after).encode())]
+                    )
+                    body = metrika_body(429, kind, f"Quota exceeded: {kind}")
+                    await reply(429, _json(body), "application/json; charset=utf-8", extra)
+                else:
+                    await reply_429()
                 return
             fail = False
             if faults.fail_5xx > 0:
@@ -196,6 +206,9 @@ class SandboxMiddleware:
             elif faults.truncate_body > 0:
                 faults.truncate_body -= 1
                 mode = "truncate"
+            elif faults.garbled_body > 0:
+                faults.garbled_body -= 1
+                mode = "garble"
 
         start: Message = {}
         chunks: list[bytes] = []
@@ -221,6 +234,12 @@ class SandboxMiddleware:
         if mode == "lose":
             st.counters.by_status["lost"] = st.counters.by_status.get("lost", 0) + 1
             _abort(send)
+        elif mode == "garble":
+            st.counters.by_status["garbled"] = st.counters.by_status.get("garbled", 0) + 1
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(GARBLED_BODY)).encode()))
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": GARBLED_BODY, "more_body": False})
         elif mode == "truncate":
             body = b"".join(chunks)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
@@ -230,6 +249,12 @@ class SandboxMiddleware:
             )
             await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
             _abort(send)
+
+
+#: The ``garbled_body`` fault's answer (HTTP 200): what a proxy error page in place of the JSON looks like.
+GARBLED_BODY = (
+    b"<!DOCTYPE html><html><head><title>502</title></head><body><p>Something went wrong</p></body></html>\n"
+)
 
 
 def _json(doc: Any) -> bytes:

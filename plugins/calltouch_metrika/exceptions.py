@@ -64,7 +64,9 @@ class QuotaExceededError(CalltouchMetrikaError):
     task: the message says when it resets, and :attr:`resets_at` holds that time (aware UTC) when known.
     """
 
-    def __init__(self, *args: object, status_code: int | None = None, resets_at: datetime | None = None) -> None:
+    def __init__(
+        self, *args: object, status_code: int | None = None, resets_at: datetime | None = None
+    ) -> None:
         super().__init__(*args, status_code=status_code)
         self.resets_at = resets_at
 
@@ -94,9 +96,7 @@ class PlanFileError(CalltouchMetrikaError, AirflowFailException):
 
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
-        super().__init__(
-            f"{len(self.problems)} problem(s) in plan file(s):\n" + "\n".join(self.problems)
-        )
+        super().__init__(f"{len(self.problems)} problem(s) in plan file(s):\n" + "\n".join(self.problems))
 
 
 class ConfigError(CalltouchMetrikaError):

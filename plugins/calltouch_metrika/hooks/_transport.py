@@ -284,7 +284,9 @@ def classify(api: ApiSpec, req: Request, status: int, headers: Any, text: str, s
                 f"not have been carried out. It was not re-sent: look the result up before trying again.",
                 status_code=status,
             )
-        raise Retryable("5xx", detail, status=status, retry_after=parse_retry_after(headers.get("Retry-After")))
+        raise Retryable(
+            "5xx", detail, status=status, retry_after=parse_retry_after(headers.get("Retry-After"))
+        )
     if 300 <= status < 400:
         raise MalformedResponseError(
             f"{req.what}: {api.name} answered an unexpected redirect (HTTP {status}) to "
@@ -396,7 +398,9 @@ class Transport(_TransportBase):
                 self._count(None)
                 if not req.idempotent:
                     raise self._unknown(req, "the answer was cut short") from None
-                raise Retryable("truncated", "the answer was cut short (connection closed mid-body)") from None
+                raise Retryable(
+                    "truncated", "the answer was cut short (connection closed mid-body)"
+                ) from None
             except ValueError as exc:  # http.client's own header/URL checks ("Invalid header value ...")
                 raise self._unsendable(req, exc) from None
         finally:
@@ -465,7 +469,9 @@ class AsyncTransport(_TransportBase):
         from airflow.providers.http.hooks.http import AsyncHttpSession
 
         request = self.hook._get_request_func(session=session, method=method)
-        yield AsyncHttpSession(hook=self.hook, request=request, config=await self.hook.config(), method=method)
+        yield AsyncHttpSession(
+            hook=self.hook, request=request, config=await self.hook.config(), method=method
+        )
 
     async def _attempt(self, http: Any, req: Request) -> tuple[Any, str]:
         import aiohttp
@@ -501,7 +507,9 @@ class AsyncTransport(_TransportBase):
             except aiohttp.ClientPayloadError:
                 if not req.idempotent:
                     raise self._unknown(req, "the answer was cut short") from None
-                raise Retryable("truncated", "the answer was cut short (connection closed mid-body)") from None
+                raise Retryable(
+                    "truncated", "the answer was cut short (connection closed mid-body)"
+                ) from None
             except aiohttp.ClientError:
                 if not req.idempotent:
                     raise self._unknown(req, "the connection was closed without an answer") from None

@@ -59,6 +59,7 @@ REQUESTS_PATH = "/calls-service/RestAPI/requests"
 PLANS_ADD_PATH = "/report-service/RestAPI/api/plans-import/add"
 PLANS_STATUS_PATH = "/report-service/RestAPI/api/plans-import/{import_log_id}/status"
 
+
 def _site_id(value: Any, source: str) -> int:
     try:
         site = int(str(value).strip())
@@ -137,7 +138,9 @@ def calltouch_error(status: int, text: str, *, what: str, secrets: Secrets) -> C
             if isinstance(v, dict)
         ]
         return ValidationError(
-            f"{what}: Calltouch rejected the request (HTTP {status}, validation error):", violations, status_code=status
+            f"{what}: Calltouch rejected the request (HTTP {status}, validation error):",
+            violations,
+            status_code=status,
         )
     if isinstance(data, dict) and data.get("type") == "apiError":
         api = data.get("apiErrorData") or {}
@@ -149,10 +152,12 @@ def calltouch_error(status: int, text: str, *, what: str, secrets: Secrets) -> C
         )
     if message:
         return ValidationError(
-            f"{what}: Calltouch rejected the request (HTTP {status}): {secrets.scrub(message)}", status_code=status
+            f"{what}: Calltouch rejected the request (HTTP {status}): {secrets.scrub(message)}",
+            status_code=status,
         )
     return ValidationError(
-        f"{what}: Calltouch rejected the request (HTTP {status}): {snippet(text, secrets)}", status_code=status
+        f"{what}: Calltouch rejected the request (HTTP {status}): {snippet(text, secrets)}",
+        status_code=status,
     )
 
 
