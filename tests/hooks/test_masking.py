@@ -83,3 +83,146 @@ def test_secrets_scrub_every_encoding() -> None:
     scrubbed = secrets.scrub(text)
     assert all(v not in scrubbed for v in _variants(CT_TOKEN))
     assert "a=1" in scrubbed
+
+
+# ------------------------------------------------------- unusual forms: escaped, repr, a newline (issue 13 §5)
+
+#: A token with what escaping changes: a line break, a tab, a quote, a backslash, non-ASCII.
+ODD_TOKEN = 'odd"tok\\en\nLINE2-SECRET\tэ42'
+
+
+def _escaped_forms(token: str) -> set[str]:
+    import json
+
+    return {
+        repr(token)[1:-1],
+        json.dumps(token)[1:-1],
+        json.dumps(token, ensure_ascii=False)[1:-1],
+        token.encode("unicode_escape").decode("ascii"),
+    } | _variants(token)
+
+
+def test_escaped_and_repr_forms_are_scrubbed_and_registered() -> None:
+    from airflow.sdk._shared.secrets_masker import redact
+
+    secrets = Secrets(ODD_TOKEN)
+    for form in _escaped_forms(ODD_TOKEN):
+        assert secrets.scrub(f"before {form} after") == "before *** after", form
+        assert redact(f"before {form} after") == "before *** after", form
+    # what an exception message that quotes a header shows (requests' InvalidHeader)
+    assert "LINE2-SECRET" not in secrets.scrub(repr(f"OAuth {ODD_TOKEN}"))
+    assert "LINE2-SECRET" not in secrets.scrub(str({"Authorization": f"OAuth {ODD_TOKEN}"}))
+
+
+NEWLINE_TOKEN = "ym-first-line\nSECOND-LINE-SECRET-42"
+
+
+def _leaks(text: str, token: str) -> list[str]:
+    parts = [p for p in token.split("\n") if p] + sorted(_escaped_forms(token))
+    return [p for p in parts if p in text]
+
+
+def _everything_about(exc: BaseException) -> str:
+    import traceback
+
+    return "\n".join([str(exc), repr(exc), "".join(traceback.format_exception(exc))])
+
+
+def test_metrika_token_with_a_newline_never_leaks(
+    sandbox: Any, add_connection: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The issue's example: today ``requests.exceptions.InvalidHeader: ... 'OAuth <token>'`` in the task log."""
+    from airflow.sdk._shared.secrets_masker import redact
+
+    conn = add_connection("ym_newline", conn_type="yandex_metrika", host=sandbox.url, password=NEWLINE_TOKEN)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(AuthenticationError, match="control character") as err:
+        MetrikaHook(conn).list_calls_uploadings(20001)
+    out, err_out = capfd.readouterr()
+    assert not _leaks(_everything_about(err.value) + caplog.text + out + err_out, NEWLINE_TOKEN)
+    assert "ym_newline" in str(err.value)  # names the connection to fix
+    assert api_count(sandbox.state(), "metrika") == 0  # refused before any request
+    assert redact(f"x {repr(NEWLINE_TOKEN)[1:-1]} y") == "x *** y"  # registered, in its repr form too
+
+
+def test_calltouch_token_with_a_newline_never_leaks(
+    sandbox: Any, add_connection: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "ct-first-line\r\nSECOND-LINE-SECRET-43"
+    conn = add_connection(
+        "ct_newline", conn_type="calltouch", host=sandbox.url, password=token, extra={"site_id": "10001"}
+    )
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(AuthenticationError, match="control character") as err:
+        CalltouchHook(conn).get_calls(DAY, DAY)
+    assert not _leaks(_everything_about(err.value) + caplog.text, token.replace("\r", "\n"))
+    assert api_count(sandbox.state(), "calltouch") == 0
+
+
+async def test_async_hook_token_with_a_newline_never_leaks(sandbox: Any, add_connection: Any) -> None:
+    from calltouch_metrika.hooks.metrika import MetrikaAsyncHook
+
+    conn = add_connection(
+        "ym_newline_async", conn_type="yandex_metrika", host=sandbox.url, password=NEWLINE_TOKEN
+    )
+    with pytest.raises(AuthenticationError, match="control character") as err:
+        await MetrikaAsyncHook(conn).get_calls_uploading(20001, 1)
+    assert not _leaks(_everything_about(err.value), NEWLINE_TOKEN)
+
+
+def test_transport_refuses_an_invalid_header_without_quoting_it(sandbox: Any, metrika: Any) -> None:
+    """Any header value requests refuses (InvalidHeader quotes it) becomes a typed error without the value."""
+    from calltouch_metrika.exceptions import ValidationError
+
+    secret = "-".join(["SECOND", "LINE", "SECRET", "44"])  # not spelled out: tracebacks quote source lines
+    with pytest.raises(ValidationError, match="could not be sent: InvalidHeader") as err:
+        metrika().run("/management/v1/counters", headers={"X-Note": "first\n" + secret})
+    assert secret not in _everything_about(err.value)
+    assert err.value.__suppress_context__  # the requests error (with the value) is not chained
+    assert api_count(sandbox.state(), "metrika") == 0
+
+
+def test_dag_test_output_at_info_has_no_secret(
+    sandbox: Any,
+    airflow_db: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """``dag.test()`` (what ``airflow dags test`` runs) at INFO prints no form of either token.
+
+    Its console output is not redacted (airflow3-notes §0.7), so this holds only because nothing of ours
+    prints a token. At DEBUG, Airflow's in-process supervisor prints each value registered for masking
+    (``Sending request ... MaskSecret(value=...)``): Airflow's alone, see README "Security notes".
+    """
+    import json
+    import os
+
+    from airflow.utils.state import DagRunState
+
+    from tests.sensors.calls_pipeline import recent_day, run_dag, task_states, write_config
+
+    assert os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO").upper() == "INFO"
+    sandbox.reset(calltouch_tokens={CT_TOKEN: [10001]}, metrika_tokens={YM_TOKEN: [20001]})
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CALLTOUCH_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "calltouch",
+                "host": sandbox.url,
+                "password": CT_TOKEN,
+                "extra": {"site_id": "10001"},
+            }
+        ),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_METRIKA_DEFAULT",
+        json.dumps({"conn_type": "yandex_metrika", "host": sandbox.url, "password": YM_TOKEN}),
+    )
+    write_config(tmp_path, monkeypatch)
+    dr = run_dag("calltouch_calls_to_metrika__e2e", recent_day())
+    out, err_out = capfd.readouterr()
+    assert dr.state == DagRunState.SUCCESS, task_states(dr)
+    assert "Extract summary" in out + err_out  # the task logs were captured
+    for token in (CT_TOKEN, YM_TOKEN):
+        assert not _leaks(out + err_out, token)
