@@ -231,7 +231,7 @@ class _TransportBase:
         tries = f"after {self.policy.max_attempts} attempt(s)"
         if exc.kind == "429":
             return QuotaExceededError(
-                f"{where} stayed rate-limited (HTTP 429: {exc.detail}) {tries}. {self.api.rate_hint}",
+                f"{where} stayed rate-limited ({exc.detail}) {tries}. {self.api.rate_hint}",
                 status_code=429,
             )
         if exc.kind == "truncated":
