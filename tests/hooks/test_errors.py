@@ -53,3 +53,15 @@ def test_metrika_error_bodies() -> None:
     assert isinstance(metrika_error(404, "{}", what="m", secrets=Secrets()), NotFoundError)
     auth = metrika_error(401, '{"message": "no"}', what="Metrika counter 5", secrets=Secrets())
     assert isinstance(auth, AuthenticationError) and "counter 5" in str(auth)
+
+
+def test_metrika_403_names_the_cause_by_error_type() -> None:
+    """api-notes §3.5: 403 ``invalid_token`` (a bad token) and 403 ``access_denied`` (no access to the counter)."""
+    invalid = {"errors": [{"error_type": "invalid_token", "message": "Invalid oauth_token"}], "code": 403}
+    denied = {"errors": [{"error_type": "access_denied", "message": "Access is denied"}], "code": 403}
+    bad = metrika_error(403, json.dumps(invalid), what="Metrika counter 5", secrets=Secrets())
+    assert (
+        isinstance(bad, AuthenticationError) and "invalid or expired" in str(bad) and bad.status_code == 403
+    )
+    no_access = metrika_error(403, json.dumps(denied), what="Metrika counter 5", secrets=Secrets())
+    assert "no access to this counter" in str(no_access)

@@ -112,3 +112,17 @@ def test_unknown_or_unparsable_429_is_retried() -> None:
     assert read_429('{"errors":[{"error_type":"quota","message":"x"}]}', Secrets()).final is None
     assert read_429('{"errors":[{"error_type":"quota_something_new"}]}', Secrets()).final is None
     assert read_429("Too Many Requests", Secrets()).final is None
+
+
+def test_emulated_daily_quota_stops_the_task_at_once(sandbox: Any, metrika: Any) -> None:
+    """The sandbox's own daily per-user quota (``metrika_daily_quota``), not a fault: spent, then no retry."""
+    sandbox.reset(metrika_daily_quota=2)
+    hook = metrika()
+    record = hook.upload_calls(COUNTER, calls_csv(), comment="daily-1")
+    assert hook.get_calls_uploading(COUNTER, record["id"])["id"] == record["id"]
+    before = api_count(sandbox.state(), "metrika")
+    with pytest.raises(
+        QuotaExceededError, match=r"quota_requests_by_uid quota .* resets at .* UTC \(00:00 GMT\)"
+    ):
+        hook.find_calls_uploading(COUNTER, comment="daily-1")
+    assert api_count(sandbox.state(), "metrika") == before + 1

@@ -85,9 +85,10 @@ def metrika_error(status: int, text: str, *, what: str, secrets: Secrets) -> Cal
     top = body.get("message") if isinstance(body, dict) else None
     summary = secrets.scrub(str(top)) if top else snippet(text, secrets, 200)
     if status in (401, 403):
-        hint = (
+        types = {str(e.get("error_type")) for e in errors}
+        hint = (  # api-notes §3.5: 401 unauthorized (no token), 403 invalid_token or access_denied
             "the OAuth token is invalid or expired"
-            if status == 401
+            if status == 401 or "invalid_token" in types
             else "the token's user has no access to this counter"
         )
         return AuthenticationError(
