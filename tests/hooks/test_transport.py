@@ -14,17 +14,13 @@ import pytest
 from calltouch_metrika.exceptions import MalformedResponseError, OutcomeUnknownError
 from calltouch_metrika.hooks.calltouch import CalltouchAsyncHook
 from calltouch_metrika.hooks.metrika import MetrikaAsyncHook
+from tests.helpers import SEED_BODY_ITEMS
 from tests.hooks.conftest import DAY, FAST, api_count, calls_csv, status_count
 
 pytestmark = pytest.mark.integration
 
 COUNTER = 20001
-PLAN_ITEM = {
-    "dateFrom": "01-04-2021",
-    "dateTo": "01-04-2021",
-    "source": "yandex",
-    "metric": {"type": "Лиды", "name": "Уникальные лиды", "value": 7},
-}
+PLAN_ITEM = SEED_BODY_ITEMS[0]  # seed 001's first item
 
 
 def garbled(state: dict[str, Any]) -> int:
