@@ -3,14 +3,15 @@
 A token can reach text in several forms, and each one is registered with Airflow's secrets masker
 (``airflow.sdk.log.mask_secret``) and removed by :meth:`Secrets.scrub`:
 
-* raw, percent-encoded and form-encoded (the Calltouch token travels in the query string);
+* raw, percent-encoded and form-encoded (a token may travel in the query string);
 * JSON-escaped (a token inside a JSON document: ``\\n`` for a newline, ``\\"`` for a quote,
   ``\\u0430`` for non-ASCII when ``ensure_ascii``);
 * ``repr()``-escaped (what an exception message such as ``requests``' ``InvalidHeader: ... 'OAuth <token>'``
   shows: ``\\n``, ``\\t``, ``\\\\``, ``\\x07``).
 
-urllib3 logs request lines (with the query string) at DEBUG: :func:`install_log_filters` scrubs
-``clientApiId=...`` from those records.
+A hook whose API takes its token as a query parameter registers that parameter's name
+(:func:`add_secret_query_param`): ``name=<value>`` is then scrubbed from our messages, and from urllib3's
+DEBUG request lines by the filter :func:`install_log_filters` installs.
 """
 
 from __future__ import annotations
@@ -24,19 +25,42 @@ from urllib.parse import quote, quote_plus
 #: How much of a response body (after scrubbing secrets) an error message may quote.
 BODY_SNIPPET = 300
 
-_QUERY_TOKEN_RE = re.compile(r"(clientApiId=)[^&\s\"' ]*", re.IGNORECASE)
+_QUERY_PARAMS: set[str] = set()
+_QUERY_TOKEN_RE: re.Pattern[str] | None = None
+_PARAMS_LOCK = threading.Lock()
+
+
+def add_secret_query_param(name: str) -> None:
+    """Treat the query parameter ``name`` as a secret: ``name=<value>`` is scrubbed from every text.
+
+    Called by a hook module whose API takes its token in the query string (Calltouch's ``clientApiId``).
+    """
+    global _QUERY_TOKEN_RE
+    with _PARAMS_LOCK:
+        _QUERY_PARAMS.add(name)
+        names = "|".join(re.escape(n) for n in sorted(_QUERY_PARAMS))
+        _QUERY_TOKEN_RE = re.compile(rf"((?:{names})=)[^&\s\"' ]*", re.IGNORECASE)
+
+
+def scrub_query_params(text: str) -> str:
+    """``text`` with the value of every secret query parameter replaced by ``***``."""
+    pattern = _QUERY_TOKEN_RE
+    return pattern.sub(r"\1***", text) if pattern is not None else text
 
 
 class _QueryTokenFilter(logging.Filter):
-    """Scrub ``clientApiId=...`` from log records of urllib3 (it logs request paths at DEBUG)."""
+    """Scrub secret query parameters from log records of urllib3 (it logs request paths at DEBUG)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if _QUERY_TOKEN_RE is None:
+            return True
         try:
             message = record.getMessage()
         except Exception:
             return True
-        if "clientapiid=" in message.lower():
-            record.msg = _QUERY_TOKEN_RE.sub(r"\1***", message)
+        scrubbed = scrub_query_params(message)
+        if scrubbed != message:
+            record.msg = scrubbed
             record.args = None
         return True
 
@@ -109,7 +133,7 @@ class Secrets:
     def scrub(self, text: str) -> str:
         for variant in self._variants:
             text = text.replace(variant, "***")
-        return _QUERY_TOKEN_RE.sub(r"\1***", text)
+        return scrub_query_params(text)
 
 
 def snippet(text: str, secrets: Secrets, limit: int = BODY_SNIPPET) -> str:

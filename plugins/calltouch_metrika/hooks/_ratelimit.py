@@ -3,7 +3,7 @@
 * :class:`SlidingWindowLimiter` and :func:`get_limiter`: at most N request *starts* in any rolling window,
   per process and per API host, shared by every hook instance (the APIs count per IP, not per hook);
   evenly paced and first come first served among threads; optionally also a cap on requests in flight
-  (Metrika allows 3 parallel requests).
+  (some APIs also cap parallel requests).
 * :func:`young_gc_only` keeps full GC pauses out of paced extraction.
 """
 
@@ -213,7 +213,7 @@ def get_limiter(
     window: float = 1.05,
     max_in_flight: int | None = None,
 ) -> SlidingWindowLimiter:
-    """The process-wide limiter of one API host (``api`` is ``"calltouch"`` or ``"metrika"``).
+    """The process-wide limiter of one API host (``api``: the API's name, a hook's ``limiter_api``).
 
     ``requests_per_second`` (e.g. 5.0) becomes "at most ceil(rps) starts per ``window`` scaled to rps".
     """

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = {"User-Agent": "calltouch-metrika-airflow"}
 
 #: What ``requests`` raises for a request it refuses to build or send; their text can quote a header
-#: value (``InvalidHeader: ... 'OAuth <token>'``) or the URL (with Calltouch's token in the query).
+#: value (``InvalidHeader: ... 'OAuth <token>'``) or the URL (with a token in its query string).
 _UNSENDABLE = (
     requests.exceptions.InvalidHeader,
     requests.exceptions.InvalidURL,

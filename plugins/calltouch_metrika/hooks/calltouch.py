@@ -32,7 +32,7 @@ from calltouch_metrika.exceptions import (
     ValidationError,
 )
 from calltouch_metrika.hooks._errors import ApiSpec, QuotaAnswer, json_or_none
-from calltouch_metrika.hooks._masking import Secrets, snippet
+from calltouch_metrika.hooks._masking import Secrets, add_secret_query_param, snippet
 from calltouch_metrika.hooks._mixins import (
     AsyncTransportHookMixin,
     TransportHookMixin,
@@ -44,6 +44,10 @@ from calltouch_metrika.hooks._paging import fetch_days
 from calltouch_metrika.hooks._ratelimit import get_limiter
 from calltouch_metrika.hooks._transport import Request, Transport, base_url_from_connection, make_session
 from calltouch_metrika.hooks.calltouch_params import days, map_params  # map_params re-exported
+
+#: Calls and requests take the token as this query parameter (api-notes §1): scrubbed from every text.
+TOKEN_QUERY_PARAM = "clientApiId"
+add_secret_query_param(TOKEN_QUERY_PARAM)
 
 #: The Airflow pool that operators calling Calltouch run in, so that several workers together stay under
 #: the API's 5 requests/s per IP (this hook's limiter only sees its own process).
@@ -289,7 +293,7 @@ class CalltouchHook(TransportHookMixin, HttpHook):
     def _authorize(self, req: Request) -> Request:
         """Calls and requests take the token as the query parameter ``clientApiId``."""
         self._setup()
-        req.params = {"clientApiId": self._token, **(req.params or {})}
+        req.params = {TOKEN_QUERY_PARAM: self._token, **(req.params or {})}
         return req
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
