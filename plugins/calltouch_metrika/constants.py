@@ -62,3 +62,45 @@ REQUESTS_PARAMS: dict[str, str] = {
 BIND_TO_CALLS = ("call", "session")
 BIND_TO_REQUESTS = ("request", "session")
 FILTER_MODES = ("startwith", "contains", "exact")
+
+# --------------------------------------------------------------------------------------------------
+# Airflow (statuses, limits and names below: the structural part of issue 10)
+# --------------------------------------------------------------------------------------------------
+
+#: The Airflow pool the tasks that call Calltouch run in, so that several workers together stay under
+#: Calltouch's 5 requests/s per IP (each hook's limiter only sees its own process; api-notes §1.6).
+#: ``make up`` and docker compose create it with one slot.
+CALLTOUCH_POOL = "calltouch_api"
+
+# --------------------------------------------------------------------------------------------------
+# Metrika: offline calls uploads (api-notes §3.4)
+# --------------------------------------------------------------------------------------------------
+
+#: ``uploading.status`` values, in the order Metrika moves through them.
+UPLOAD_PREPARED = "PREPARED"
+UPLOAD_UPLOADED = "UPLOADED"
+UPLOAD_EXPORTED = "EXPORTED"
+UPLOAD_MATCHED = "MATCHED"
+UPLOAD_PROCESSED = "PROCESSED"
+#: No identifier matched a visit; static calls still reach the call reports.
+UPLOAD_LINKAGE_FAILURE = "LINKAGE_FAILURE"
+#: Statuses after which Metrika changes nothing more: polling stops there.
+UPLOAD_TERMINAL_STATUSES = frozenset({UPLOAD_PROCESSED, UPLOAD_LINKAGE_FAILURE})
+
+#: The longest upload ``comment`` Metrika keeps (api-notes §3.2); our comments name pipeline, site, day.
+MAX_COMMENT = 255
+
+# --------------------------------------------------------------------------------------------------
+# Calltouch: plans imports (seed 001; api-notes §2)
+# --------------------------------------------------------------------------------------------------
+
+#: ``data.status`` of ``plans-import/{importLogId}/status``: literally these strings (with the dots).
+PLANS_SUCCESS = "success"
+PLANS_IN_PROGRESS = "in progress..."
+PLANS_ERROR = "error"
+#: Every status but ``in progress...`` is final; anything but ``success`` counts as failed.
+PLANS_TERMINAL_STATUSES = frozenset({PLANS_SUCCESS, PLANS_ERROR})
+
+#: Plans ledger entry states (see :mod:`calltouch_metrika.storage`): sent, awaiting a status; imported.
+LEDGER_SENT = "sent"
+LEDGER_SUCCEEDED = "succeeded"

@@ -23,7 +23,11 @@ from typing import Any
 
 from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
 
-from calltouch_metrika.constants import CALLS_PARAMS, REQUESTS_PARAMS  # re-exported (their former home)
+from calltouch_metrika.constants import (  # re-exported from here (their former home)
+    CALLS_PARAMS,
+    CALLTOUCH_POOL,
+    REQUESTS_PARAMS,
+)
 from calltouch_metrika.exceptions import (
     AuthenticationError,
     CalltouchMetrikaError,
@@ -49,9 +53,6 @@ from calltouch_metrika.hooks.calltouch_params import days, map_params  # map_par
 TOKEN_QUERY_PARAM = "clientApiId"
 add_secret_query_param(TOKEN_QUERY_PARAM)
 
-#: The Airflow pool that operators calling Calltouch run in, so that several workers together stay under
-#: the API's 5 requests/s per IP (this hook's limiter only sees its own process).
-CALLTOUCH_POOL = "calltouch_api"
 
 #: Calls per page: the API's maximum.
 PAGE_SIZE = 1000
