@@ -200,7 +200,7 @@ def test_dag_test_output_at_info_has_no_secret(
 
     from airflow.utils.state import DagRunState
 
-    from tests.sensors.calls_pipeline import recent_day, run_dag, task_states, write_config
+    from tests.helpers import recent_day, run_dag, task_states, write_config
 
     assert os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO").upper() == "INFO"
     sandbox.reset(calltouch_tokens={CT_TOKEN: [10001]}, metrika_tokens={YM_TOKEN: [20001]})
