@@ -238,9 +238,8 @@ class E2E:
         return [u for u in self.sandbox.state()["uploads"] if u["counter_id"] == COUNTER_ID]
 
 
-@pytest.fixture(scope="session")
-def e2e() -> Iterator[E2E]:
-    """Start the whole stack once; stop every process and remove the cluster at the end."""
+def require_postgres() -> Path:
+    """The PostgreSQL server binaries, or skip (with the reason) when they cannot be used here."""
     bin_dir = find_postgres_bin()
     if bin_dir is None:
         pytest.skip(
@@ -256,6 +255,21 @@ def e2e() -> Iterator[E2E]:
             pytest.skip("running as root, and there is no 'postgres' user to run initdb as")
         if shutil.which("runuser") is None:
             pytest.skip("running as root, and `runuser` (util-linux) is missing to run initdb as postgres")
+    return bin_dir
+
+
+def keep_logs(home: Path, name: str) -> None:
+    """Keep a stack's server and task logs as a test artefact (``test-artifacts/<name>``)."""
+    with contextlib.suppress(OSError):
+        keep = ARTIFACTS / name
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.copytree(home, keep, ignore=shutil.ignore_patterns("data", "*.json", "*.yaml", "airflow.cfg"))
+
+
+@pytest.fixture(scope="session")
+def e2e() -> Iterator[E2E]:
+    """Start the whole stack once; stop every process and remove the cluster at the end."""
+    bin_dir = require_postgres()
 
     # PostgreSQL's own directory must be reachable by the postgres user: pytest's tmp is 0700 root.
     pg_root = Path(tempfile.mkdtemp(prefix="ctm-e2e-pg-"))
@@ -291,11 +305,5 @@ def e2e() -> Iterator[E2E]:
         if os.environ.get("CTM_E2E_KEEP"):
             print(f"\ne2e AIRFLOW_HOME kept at {home}")
         else:
-            with contextlib.suppress(OSError):
-                keep = ARTIFACTS / "e2e-logs"
-                shutil.rmtree(keep, ignore_errors=True)
-                # Keep the server and task logs as an artefact for post-mortems; drop the rest.
-                shutil.copytree(
-                    home, keep, ignore=shutil.ignore_patterns("data", "*.json", "*.yaml", "airflow.cfg")
-                )
+            keep_logs(home, "e2e-logs")  # the server and task logs, for post-mortems
             shutil.rmtree(home, ignore_errors=True)
