@@ -155,16 +155,15 @@ def backfilled(celery: E2E) -> dict[str, Any]:
     e2e.sandbox.configure(status_step_seconds=3600)
     started = time.monotonic()
     try:
-        for p in SITES:
-            e2e.airflow(
-                "backfill",
-                "create",
-                "--dag-id",
-                dag_id(p),
-                "--from-date",
-                days[0].isoformat(),
-                "--to-date",
-                f"{days[-1].isoformat()}T12:00:00+00:00",
+        for p in SITES:  # the REST API's POST /backfills (what `airflow backfill create` writes)
+            e2e.api(
+                "POST",
+                "/backfills",
+                json={
+                    "dag_id": dag_id(p),
+                    "from_date": f"{days[0].isoformat()}T00:00:00+00:00",
+                    "to_date": f"{days[-1].isoformat()}T12:00:00+00:00",
+                },
             )
         deadline = time.monotonic() + 180
         while True:
