@@ -291,3 +291,15 @@ def test_dockerfile_installs_our_requirements_with_the_image_constraints() -> No
     assert re.search(r"pip install[^\n]*--no-deps -e /opt/airflow", dockerfile)
     for path in ("pyproject.toml", "plugins/", "sandbox/"):
         assert path in dockerfile, path
+
+
+def test_workers_share_the_calltouch_rate_limit_through_the_stacks_redis(
+    compose: dict[str, Any], common_env: dict[str, str]
+) -> None:
+    """Every Airflow service (hence every worker) gets the Redis backend; the pool then has 4 slots."""
+    backend = interpolate(common_env["CALLTOUCH_METRIKA_RATE_LIMIT_BACKEND"], {})
+    assert backend == "redis://redis:6379/1"
+    broker = common_env["AIRFLOW__CELERY__BROKER_URL"]
+    assert broker.endswith("@redis:6379/0")  # the broker keeps db 0
+    text = COMPOSE.read_text()
+    assert "airflow pools set calltouch_api 4 " in text

@@ -254,8 +254,8 @@ class Pipeline(_Strict):
     retries: int = Field(default=2, ge=0, le=20)
     owner: str = "calltouch-metrika"
     dag_tags: list[str] = Field(default_factory=lambda: ["calltouch", "metrika"])
-    #: Airflow pool the tasks that call Calltouch run in, so that several workers together stay under
-    #: Calltouch's 5 requests/s (each task's hook already uses the whole limit: give the pool 1 slot).
+    #: Airflow pool the tasks that call Calltouch run in: it bounds how many wait on Calltouch's 5
+    #: requests/s at once (4 slots with a shared rate-limit backend; 1 slot without one: README).
     #: The pool must exist (`make up` and docker compose create it); set null to run without one.
     pool: str | None = CALLTOUCH_POOL
     status_poll_seconds: float = Field(default=5.0, gt=0, le=3600)

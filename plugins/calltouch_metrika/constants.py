@@ -67,9 +67,9 @@ FILTER_MODES = ("startwith", "contains", "exact")
 # Airflow (statuses, limits and names below: the structural part of issue 10)
 # --------------------------------------------------------------------------------------------------
 
-#: The Airflow pool the tasks that call Calltouch run in, so that several workers together stay under
-#: Calltouch's 5 requests/s per IP (each hook's limiter only sees its own process; api-notes §1.6).
-#: ``make up`` and docker compose create it with one slot.
+#: The Airflow pool the tasks that call Calltouch run in: it bounds how many of them wait on Calltouch's
+#: 5 requests/s per IP at once (api-notes §1.6). The rate itself is kept by the shared limiter
+#: (hooks/_shared_ratelimit.py); ``make up`` and docker compose create the pool with 4 slots.
 CALLTOUCH_POOL = "calltouch_api"
 
 # --------------------------------------------------------------------------------------------------
