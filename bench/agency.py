@@ -130,7 +130,13 @@ def run_group(
     stack: LocalAirflow, token: str, g: Group, days: list[date], slots: int, label: str
 ) -> dict[str, Any]:
     """Set the pool, backfill every pipeline of ``g`` over ``days``, wait, and measure."""
-    stack.api("PATCH", f"/pools/{POOL_NAME}", token=token, json={"slots": slots})
+    stack.api(
+        "PATCH",
+        f"/pools/{POOL_NAME}",
+        token=token,
+        params={"update_mask": "slots"},
+        json={"pool": POOL_NAME, "slots": slots, "include_deferred": False},
+    )
     before = sandbox_state(stack)
     uploads_before = {u["id"] for u in before["uploads"]}
     dags = [dag_id(name) for name, _, _ in g.pipelines()]

@@ -417,3 +417,25 @@ def test_without_a_backend_two_processes_exceed_the_limit(sandbox: Any) -> None:
     assert {r["limiter"] for r in results} == {"SlidingWindowLimiter"}
     assert max_in_second(requests_seen["calltouch_times"]) > 5
     assert requests_seen["by_status"].get("429", 0) > 0
+
+
+def test_get_limiter_shares_calltouch_only_and_per_group(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The hooks' entry point: Calltouch goes through the backend, per group; Metrika stays in-process."""
+    from calltouch_metrika.hooks._ratelimit import SlidingWindowLimiter, get_limiter
+
+    monkeypatch.setenv(BACKEND_ENV, f"sqlite:///{tmp_path / 'g.db'}")
+    a = get_limiter("calltouch", "https://api.calltouch.ru", 5.0, group="Office-NAT")
+    b = get_limiter("calltouch", "https://other.example", 5.0, group="office-nat")
+    c = get_limiter("calltouch", "https://api.calltouch.ru", 5.0, group="dc-2")
+    d = get_limiter("calltouch", "https://api.calltouch.ru:443", 5.0)
+    m = get_limiter("metrika", "https://api-metrika.yandex.net", 30.0)
+    assert isinstance(a, SharedRateLimiter) and a is b  # one group, one limiter, whatever the host
+    assert c is not a and isinstance(c, SharedRateLimiter)
+    assert isinstance(d, SharedRateLimiter) and d is not a  # default group: the API host
+    assert isinstance(m, SlidingWindowLimiter)
+    monkeypatch.setenv(BACKEND_ENV, "memory://")
+    assert isinstance(
+        get_limiter("calltouch", "https://api.calltouch.ru", 5.0, group="office-nat"), SlidingWindowLimiter
+    )
