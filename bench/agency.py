@@ -118,10 +118,38 @@ def day_sets(days: int) -> dict[str, list[date]]:
     return {"today": today, "shared": shared}
 
 
+def api(stack: LocalAirflow, method: str, path: str, *, token: str, **kwargs: Any) -> Any:
+    """The REST API, patient: on this shared 2-core machine the api-server (one worker, also serving the
+    tasks' Execution API) can take more than 30 s to answer under load. A POST that timed out but was
+    carried out comes back as 409 on the retry, which counts as done."""
+    import requests
+
+    for attempt in range(6):
+        try:
+            r = requests.request(
+                method,
+                f"{stack.api_url}/api/v2{path}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=120,
+                **kwargs,
+            )
+        except (requests.Timeout, requests.ConnectionError):
+            if attempt == 5:
+                raise
+            time.sleep(5)
+            continue
+        if r.status_code == 409 and method == "POST" and attempt:
+            return None
+        if not r.ok:
+            raise SystemExit(f"{method} {path} -> {r.status_code}: {r.text[:1000]}")
+        return r.json() if r.content else None
+    return None
+
+
 def sandbox_state(stack: LocalAirflow) -> dict[str, Any]:
     import requests
 
-    r = requests.get(f"{stack.sandbox_url}/_sandbox/state", params={"rows": "false"}, timeout=60)
+    r = requests.get(f"{stack.sandbox_url}/_sandbox/state", params={"rows": "false"}, timeout=120)
     r.raise_for_status()
     return r.json()
 
@@ -130,7 +158,8 @@ def run_group(
     stack: LocalAirflow, token: str, g: Group, days: list[date], slots: int, label: str
 ) -> dict[str, Any]:
     """Set the pool, backfill every pipeline of ``g`` over ``days``, wait, and measure."""
-    stack.api(
+    api(
+        stack,
         "PATCH",
         f"/pools/{POOL_NAME}",
         token=token,
@@ -141,12 +170,16 @@ def run_group(
     uploads_before = {u["id"] for u in before["uploads"]}
     dags = [dag_id(name) for name, _, _ in g.pipelines()]
     earlier = {
-        d: {r["dag_run_id"] for r in stack.api("GET", f"/dags/{d}/dagRuns", token=token)["dag_runs"]}
+        d: {
+            r["dag_run_id"]
+            for r in api(stack, "GET", f"/dags/{d}/dagRuns", token=token, params={"limit": 100})["dag_runs"]
+        }
         for d in dags
     }
     t0 = time.time()
     for d in dags:
-        stack.api(
+        api(
+            stack,
             "POST",
             "/backfills",
             token=token,
@@ -162,7 +195,7 @@ def run_group(
         runs = {
             d: [
                 r
-                for r in stack.api("GET", f"/dags/{d}/dagRuns", token=token, params={"limit": 100})[
+                for r in api(stack, "GET", f"/dags/{d}/dagRuns", token=token, params={"limit": 100})[
                     "dag_runs"
                 ]
                 if r["dag_run_id"] not in earlier[d]
@@ -176,14 +209,14 @@ def run_group(
             raise SystemExit(
                 f"{label}: runs not finished after an hour\n{tail(stack.home / 'scheduler.log', 20)}"
             )
-        time.sleep(2)
+        time.sleep(5)  # light polling: the api-server also serves the tasks
     t1 = max(parse_ts(r["end_date"]) or time.time() for r in finished)
     failed = [r["dag_run_id"] for r in finished if r["state"] != "success"]
 
     extracts: list[dict[str, Any]] = []
     for d in dags:
         for r in runs[d]:
-            tis = stack.api("GET", f"/dags/{d}/dagRuns/{r['dag_run_id']}/taskInstances", token=token)
+            tis = api(stack, "GET", f"/dags/{d}/dagRuns/{r['dag_run_id']}/taskInstances", token=token)
             extracts += [ti for ti in tis["task_instances"] if ti["task_id"] == "extract"]
     spans = [
         (parse_ts(t["start_date"]), parse_ts(t["end_date"]))
