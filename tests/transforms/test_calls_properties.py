@@ -27,9 +27,9 @@ from calltouch_metrika.transforms.calls import (
     TransformOptions,
     calls_to_metrika,
     metrika_csv_bytes,
-    stream_calls_to_metrika_csv,
     upload_columns,
 )
+from calltouch_metrika.transforms.calls_stream import stream_calls_to_metrika_csv
 from calltouch_metrika.transforms.records import calls_to_table
 
 try:  # the sandbox (another part of the project) parses uploads strictly per seed 000
