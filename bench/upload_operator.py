@@ -14,7 +14,8 @@ What it does:
      of the run's time on a shared machine; the operator does the same requests either way;
    * ``--sink sandbox``: the real sandbox (``sandbox/launch.py``), which parses and validates the CSV;
 
-3. runs, each in a fresh subprocess so that peak RSS (``ru_maxrss``) belongs to one case:
+3. runs, each in a fresh subprocess so that peak RSS (``VmHWM``, see :func:`peak_rss_mib`) belongs to one
+   case (the data is generated in a subprocess too, so the parent stays small):
 
    * **operator**: ``MetrikaUploadCallsOperator(...).execute({})`` -- record batches of the Parquet ->
      vectorised transform per batch -> CSV and rejects on storage -> upload streamed from the file;
@@ -205,6 +206,21 @@ def case_whole_day(root: Path, extract: dict[str, Any], batch_size: int) -> dict
 CASES = {"operator": case_operator, "transform": case_transform, "whole-day": case_whole_day}
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set (MiB): ``VmHWM`` of /proc/self/status.
+
+    Not ``ru_maxrss``: Linux keeps ``ru_maxrss`` across ``execve``, so a child started by a big parent
+    would report the parent's peak. ``VmHWM`` belongs to the process image after exec.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def child(case: str, root: Path, extract: dict[str, Any], batch_size: int) -> None:
     """Run one case in this fresh process; print its figures as JSON (imports before the clock)."""
     import pandas  # noqa: F401
@@ -215,13 +231,25 @@ def child(case: str, root: Path, extract: dict[str, Any], batch_size: int) -> No
         import calltouch_metrika.operators.metrika
     import calltouch_metrika.transforms.calls_stream  # noqa: F401
 
-    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    imports_mib = peak_rss_mib()
     started, cpu_started = time.perf_counter(), time.process_time()
     counts = CASES[case](root, extract, batch_size)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({**counts, "seconds": seconds, "cpu": cpu, "peak_mib": peak_kib / 1024,
-                      "imports_mib": baseline_kib / 1024}))  # fmt: skip
+    peak_mib = peak_rss_mib()
+    print(json.dumps({**counts, "seconds": seconds, "cpu": cpu, "peak_mib": peak_mib,
+                      "imports_mib": imports_mib}))  # fmt: skip
+
+
+def _generate_in_child(root: Path, calls: int, seed: int) -> dict[str, Any]:
+    """Generate the day in a subprocess, so that this parent (the local sink) stays small."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--generate", str(root), str(calls), str(seed)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _run_child(case: str, root: Path, extract: dict[str, Any], batch_size: int, env: dict[str, str]) -> dict:
@@ -246,7 +274,12 @@ def main() -> None:
     parser.add_argument("--cases", default="operator,transform,whole-day")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--generate", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate:
+        root, calls, seed = args.generate
+        print(json.dumps(generate_day(Path(root), int(calls), int(seed), datetime.now(UTC))))
+        return
     if args.child:
         case, root, extract, batch_size = args.child
         child(case, Path(root), json.loads(extract), int(batch_size))
@@ -257,7 +290,7 @@ def main() -> None:
     try:
         root = work / "data"
         started = time.perf_counter()
-        extract = generate_day(root, args.calls, args.seed, datetime.now(UTC))
+        extract = _generate_in_child(root, args.calls, args.seed)
         parquet_mib = Path(extract["path"].removeprefix("file://")).stat().st_size / 2**20
         print(f"generated {args.calls:,} calls -> {parquet_mib:.1f} MiB Parquet in "
               f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
