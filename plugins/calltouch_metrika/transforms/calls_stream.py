@@ -76,9 +76,21 @@ class CallsCsvStream:
         self._writer.write(result.upload)
         rejected_ids = result.rejects["callId"].dropna().to_numpy(dtype=np.int64)
         batch_ids = np.concatenate([result.upload.index.to_numpy(dtype=np.int64), rejected_ids])
-        self._seen = np.union1d(self._seen, batch_ids)
+        self._remember(batch_ids)
         self.counts = self.counts + result.counts
         return result
+
+    def _remember(self, ids: np.ndarray) -> None:
+        """Merge ``ids`` into the sorted distinct ``_seen`` (an O(n) insert, not a re-sort or hash of all)."""
+        new = np.unique(ids)
+        seen = self._seen
+        if len(seen) and len(new):
+            pos = np.searchsorted(seen, new)
+            present = seen[np.minimum(pos, len(seen) - 1)] == new
+            new, pos = new[~present], pos[~present]
+            self._seen = np.insert(seen, pos, new)
+        elif len(new):
+            self._seen = new
 
     def close(self) -> None:
         """Finish the CSV (the sink stays open)."""
