@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "plugins"), str(REPO), str(REPO / "bench")]
 
 SITE_ID = 10001
-COUNTER_ID = 100500
+COUNTER_ID = 20001  # a counter of the sandbox's default token
 PIPELINE = "bench"
 GEN_BATCH = 100_000
 
