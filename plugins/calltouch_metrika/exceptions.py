@@ -74,9 +74,7 @@ class PlanFileError(CalltouchMetrikaError, AirflowFailException):
 
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
-        super().__init__(
-            f"{len(self.problems)} problem(s) in plan file(s):\n" + "\n".join(self.problems)
-        )
+        super().__init__(f"{len(self.problems)} problem(s) in plan file(s):\n" + "\n".join(self.problems))
 
 
 class ConfigError(CalltouchMetrikaError):

@@ -36,25 +36,47 @@ def as_date(value: Any, what: str) -> date:
 
 
 def local_interval(context: Mapping[str, Any], tz_name: str) -> tuple[date, date]:
-    """The run's local days ``[from, to)`` in ``tz_name``.
+    """The run's local day as ``[day, day + 1)`` in ``tz_name``.
 
-    From the data interval when the run has one (scheduled runs, backfills, ``dags test DATE``); a
-    manual run without a logical date has none, and then the local day before ``run_after`` is used.
+    From the data interval when the run has one (scheduled runs, backfills, ``dags test DATE``,
+    manual runs with a logical date), which must be exactly one local day
+    (:class:`~calltouch_metrika.timetables.LocalDayTimetable`); a manual run without a logical date
+    has no interval and processes the last complete local day before its ``run_after``.
+
+    :raises ValueError: the interval is not exactly one local day (the message names it).
     """
     import pendulum
 
-    tz = pendulum.timezone(tz_name)
+    from calltouch_metrika.timetables import interval_day
+
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None:
-        d_from = pendulum.instance(start).in_timezone(tz).date()
-        d_to = pendulum.instance(end).in_timezone(tz).date()
-        if d_to <= d_from:  # an interval shorter than a day still means "that day"
-            d_to = d_from + timedelta(days=1)
-        return d_from, d_to
+        day = interval_day(start, end, tz_name)
+        return day, day + timedelta(days=1)
     dag_run = context.get("dag_run")
     run_after = getattr(dag_run, "run_after", None) or pendulum.now("UTC")
-    today = pendulum.instance(run_after).in_timezone(tz).date()
-    return today - timedelta(days=1), today
+    day = pendulum.instance(run_after).in_timezone(pendulum.timezone(tz_name)).date() - timedelta(days=1)
+    return day, day + timedelta(days=1)
+
+
+def check_days_ended(last_day: date, tz_name: str, now: datetime | None = None) -> None:
+    """Refuse a day that has not ended yet on the pipeline's clock: its data is incomplete.
+
+    :raises AirflowFailException: ``last_day`` ends after ``now``; the message names the day and when it ends.
+    """
+    import pendulum
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from calltouch_metrika.timetables import day_interval
+
+    ends = pendulum.instance(day_interval(last_day, tz_name).end)
+    current = pendulum.instance(now) if now is not None else pendulum.now("UTC")
+    if ends > current:
+        raise AirflowFailException(
+            f"day {last_day} has not ended yet in {tz_name}: it ends at "
+            f"{ends.in_timezone(pendulum.timezone(tz_name)).isoformat()} ({ends.in_timezone('UTC').isoformat()}); "
+            "nothing was extracted or uploaded. Run this day after it has ended (the scheduled run does)."
+        )
 
 
 def _hook_params(params: Any) -> dict[str, Any]:
@@ -138,6 +160,7 @@ class CalltouchExtractOperator(BaseOperator):
             d_to = as_date(self.date_to, "date_to")
         if d_to <= d_from:
             raise ValueError(f"date_to ({d_to}) must be after date_from ({d_from}); date_to is exclusive")
+        check_days_ended(d_to - timedelta(days=1), self.timezone)
         return [d_from + timedelta(days=i) for i in range((d_to - d_from).days)]
 
     def _phone_salt(self) -> str:
