@@ -58,8 +58,9 @@ def cron_time_of_day(cron: str) -> str:
     m = _CRON_DAILY.match(cron)
     if not m or int(m.group(1)) > 59 or int(m.group(2)) > 23:
         raise ValueError(
-            f"schedule {cron!r} is not a time of day, every day: each run processes one whole local day, "
-            "so the schedule only says when (the next morning) it starts; use 'M H * * *', e.g. '0 5 * * *'"
+            f"schedule {cron!r} is not a daily cron 'M H * * *' (a time of day, every day): each run "
+            "processes one whole local day, so the schedule only says when it starts the next morning, "
+            "e.g. '0 5 * * *' = 05:00 local time"
         )
     return f"{int(m.group(2)):02d}:{int(m.group(1)):02d}"
 
