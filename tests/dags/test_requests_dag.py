@@ -468,8 +468,13 @@ def test_catchup_runs_cover_consecutive_local_days_from_start_date(config_file: 
         assert info is not None
         start = pendulum.instance(info.data_interval.start).in_timezone(TZ)
         end = pendulum.instance(info.data_interval.end).in_timezone(TZ)
-        assert (end - start).in_hours() == 24
-        assert (start.hour, start.minute) == (6, 30) and info.run_after == info.data_interval.end
-        days.append(start.date().isoformat())  # the operator's local day: the interval start's date
+        assert (end - start).in_hours() == 24 and (start.hour, start.minute, end.hour, end.minute) == (
+            0,
+            0,
+            0,
+            0,
+        )
+        assert info.run_after == end.add(hours=6, minutes=30)  # the morning after the day, local time
+        days.append(start.date().isoformat())
         last = info.data_interval
     assert days == ["2026-11-01", "2026-11-02", "2026-11-03"]
