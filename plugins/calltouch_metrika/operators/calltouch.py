@@ -161,6 +161,14 @@ class CalltouchExtractOperator(BaseOperator):
         if d_to <= d_from:
             raise ValueError(f"date_to ({d_to}) must be after date_from ({d_from}); date_to is exclusive")
         check_days_ended(d_to - timedelta(days=1), self.timezone)
+        self.log.info(
+            "Local day(s) %s..%s of %s (data interval %s -> %s)",
+            d_from,
+            d_to - timedelta(days=1),
+            self.timezone,
+            context.get("data_interval_start"),
+            context.get("data_interval_end"),
+        )
         return [d_from + timedelta(days=i) for i in range((d_to - d_from).days)]
 
     def _phone_salt(self) -> str:
