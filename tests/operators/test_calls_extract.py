@@ -61,6 +61,26 @@ def test_an_interval_that_is_not_one_local_day_is_an_error_naming_it(start: Any,
     assert start.isoformat() in str(exc.value) and end.isoformat() in str(exc.value)
 
 
+def test_a_logical_date_naming_another_day_than_the_interval_is_an_error() -> None:
+    """`airflow dags trigger -l 2026-11-25` infers the interval from the trigger time (Airflow 3.3.2,
+    api/common/trigger_dag.py): the run must not silently process the day before the trigger."""
+    ctx = {
+        "logical_date": pendulum.datetime(2026, 11, 25, tz="UTC"),
+        "data_interval_start": pendulum.datetime(2026, 11, 28, 21, tz="UTC"),
+        "data_interval_end": pendulum.datetime(2026, 11, 29, 21, tz="UTC"),
+    }
+    with pytest.raises(
+        ValueError, match="names day 2026-11-25 but the run's data interval is day 2026-11-29"
+    ):
+        local_interval(ctx, "Europe/Moscow")
+    # the scheduler's and backfill's logical date (local midnight) and the UI's "now" agree with the interval
+    for logical in (
+        pendulum.datetime(2026, 11, 28, 21, tz="UTC"),
+        pendulum.datetime(2026, 11, 30, 6, 31, tz="UTC"),
+    ):
+        assert local_interval({**ctx, "logical_date": logical}, "Europe/Moscow")[0] == date(2026, 11, 29)
+
+
 def test_a_day_that_has_not_ended_is_refused_naming_the_day_and_its_end() -> None:
     from airflow.sdk.exceptions import AirflowFailException
 

@@ -43,15 +43,26 @@ def local_interval(context: Mapping[str, Any], tz_name: str) -> tuple[date, date
     (:class:`~calltouch_metrika.timetables.LocalDayTimetable`); a manual run without a logical date
     has no interval and processes the last complete local day before its ``run_after``.
 
-    :raises ValueError: the interval is not exactly one local day (the message names it).
+    :raises ValueError: the interval is not exactly one local day (the message names it), or the
+        logical date names another day than the interval (``airflow dags trigger -l DAY``).
     """
     import pendulum
 
-    from calltouch_metrika.timetables import interval_day
+    from calltouch_metrika.timetables import interval_day, named_day
 
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None:
         day = interval_day(start, end, tz_name)
+        logical = context.get("logical_date")
+        named = named_day(logical, tz_name) if logical is not None else None
+        if named is not None and named != day:
+            # `airflow dags trigger -l 2026-11-25` (and TriggerDagRunOperator) infer the interval from
+            # the trigger time, not from the logical date the user gave: never process another day.
+            raise ValueError(
+                f"the logical date {pendulum.instance(logical).isoformat()} names day {named} but the run's "
+                f"data interval is day {day} of {tz_name}; Airflow inferred it from the trigger time. "
+                f"Run the day with `airflow dags test <dag> {named}`, the UI's Trigger form or the REST API"
+            )
         return day, day + timedelta(days=1)
     dag_run = context.get("dag_run")
     run_after = getattr(dag_run, "run_after", None) or pendulum.now("UTC")
