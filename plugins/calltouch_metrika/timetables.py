@@ -9,10 +9,12 @@ explicit:
 * the run for local day ``D`` of the pipeline's time zone has the data interval
   ``[D 00:00, D+1 00:00)`` on that clock (23, 24 or 25 hours long), its logical date is ``D 00:00``
   local, and it starts at ``at`` (e.g. ``05:00``) on ``D+1``, local time, so the day has ended;
-* a time of day that does not exist on ``D+1`` (inside a spring-forward gap) starts the run at the
-  first instant after the gap; a time that occurs twice (fall-back) starts it at the first occurrence;
-* scheduled run ids are ``scheduled__2026-11-29``, backfill ids ``backfill__2026-11-29``;
-  manual ids ``manual__2026-11-29__<trigger time>`` (unique per trigger).
+* a time of day that does not exist on ``D+1`` (inside a spring-forward gap) is moved forward by the
+  gap (02:30 -> 03:30); a time that occurs twice (fall-back) starts the run at its first occurrence;
+* :meth:`LocalDayTimetable.generate_run_id` names runs by the day: the scheduler's runs are
+  ``scheduled__2026-11-29``, UI/REST manual runs ``manual__2026-11-29__<trigger time>``. Airflow 3.3.2
+  does not ask the timetable for backfill runs (``backfill__<run_after>``, models/backfill.py) nor for
+  ``dags test`` runs (``manual__<now>``); their data interval and task summaries still name the day.
 
 **Which day a bound or a manual logical date names** (:func:`named_day`): a midnight of the
 pipeline's time zone names that day; otherwise a datetime that is exactly midnight on its own
