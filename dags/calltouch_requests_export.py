@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from calltouch_metrika.config import Pipeline, load_valid_config
+from calltouch_metrika.config import Pipeline, cron_time_of_day, load_valid_config
 from calltouch_metrika.dag_factory import (
     local_midnight,
     pipeline_default_args,
@@ -33,7 +33,7 @@ from calltouch_metrika.dag_factory import (
     requests_export_pipelines,
 )
 from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
-from calltouch_metrika.timetables import LocalDayTimetable, cron_time_of_day
+from calltouch_metrika.timetables import LocalDayTimetable
 
 DAG_ID_PREFIX = "calltouch_requests_export__"
 

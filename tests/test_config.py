@@ -18,13 +18,13 @@ from calltouch_metrika.config import (
     REPO_ROOT,
     ConfigWarning,
     config_path,
+    cron_time_of_day,
     load_config,
     load_valid_config,
     raise_config_errors,
     read_config,
 )
 from calltouch_metrika.exceptions import ConfigError
-from calltouch_metrika.timetables import cron_time_of_day
 
 MINIMAL = """
 pipelines:

@@ -19,7 +19,7 @@ File shape::
         start_date: 2026-11-01
 
 This module is imported while DAG files are parsed: it must stay light (no pandas, no pyarrow,
-no API calls). The Calltouch hook module is imported lazily only to check filter names.
+no API calls, no hook import). Parameter tables come from ``constants``.
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from calltouch_metrika._utils import REPO_ROOT
+from calltouch_metrika.constants import CALLTOUCH_POOL
 from calltouch_metrika.exceptions import ConfigError
 
 CONFIG_ENV = "CALLTOUCH_METRIKA_CONFIG"
 DATA_ENV = "CALLTOUCH_METRIKA_DATA"
 
-#: The repository root: ``plugins/calltouch_metrika/config.py`` -> ``<repo>``.
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 #: Metrika links an offline call to a visit only within this many days (api-notes §3).
 LINKAGE_WINDOW_DAYS = 21
@@ -157,29 +157,34 @@ class CallTags(_Strict):
     enabled: bool = True
 
 
+_CRON_DAILY = re.compile(r"^\s*(\d{1,2})\s+(\d{1,2})\s+\*\s+\*\s+\*\s*$")
+
+
+def cron_time_of_day(cron: str) -> str:
+    """``"HH:MM"`` from a daily cron ``"M H * * *"`` (or ``@daily`` / ``@midnight``).
+
+    The pipelines file keeps its ``schedule: "0 5 * * *"`` meaning "the day's run starts at 05:00
+    the next morning"; any other cron (several times a day, weekdays only, ...) has no meaning for
+    a one-run-per-day pipeline.
+
+    :raises ValueError: the expression is not "a time of day, every day".
+    """
+    if cron.strip() in ("@daily", "@midnight"):
+        return "00:00"
+    m = _CRON_DAILY.match(cron)
+    if not m or int(m.group(1)) > 59 or int(m.group(2)) > 23:
+        raise ValueError(
+            f"schedule {cron!r} is not a daily cron 'M H * * *' (a time of day, every day): each run "
+            "processes one whole local day, so the schedule only says when it starts the next morning, "
+            "e.g. '0 5 * * *' = 05:00 local time"
+        )
+    return f"{int(m.group(2)):02d}:{int(m.group(1)):02d}"
+
+
 def _check_cron(v: str) -> str:
     """A daily ``"M H * * *"``: each run is one local day, the schedule only says when it starts."""
-    from calltouch_metrika.timetables import cron_time_of_day
-
     cron_time_of_day(v)
     return v
-
-
-def _param_tables() -> Any:
-    """The Calltouch parameter tables (``constants`` once moved there, else the hook module)."""
-    try:
-        from calltouch_metrika import constants as tables
-
-        if hasattr(tables, "CALLS_PARAMS"):
-            return tables
-    except ImportError:
-        pass
-    from calltouch_metrika.hooks import calltouch as tables
-
-    return tables
-
-
-_BIND_TO = {"CALLS_PARAMS": ("call", "session"), "REQUESTS_PARAMS": ("request", "session")}
 
 
 def _check_hook_params(params: dict[str, Any], table_name: str) -> dict[str, Any]:
@@ -188,7 +193,10 @@ def _check_hook_params(params: dict[str, Any], table_name: str) -> dict[str, Any
     Flags (``with_*``, ``*_only``) are booleans, ``attribution`` is 0 or 1, ``bind_to`` and
     ``*_filter_mode`` are enumerations (seeds 003, 004); the hook maps the rest as given.
     """
-    table = getattr(_param_tables(), table_name)
+    from calltouch_metrika import constants  # tables only: no hook import at parse time
+
+    table = getattr(constants, table_name)
+    bind_to = constants.BIND_TO_REQUESTS if table_name == "REQUESTS_PARAMS" else constants.BIND_TO_CALLS
     unknown = sorted(set(params) - set(table))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(table)}")
@@ -204,10 +212,10 @@ def _check_hook_params(params: dict[str, Any], table_name: str) -> dict[str, Any
                     f"attribution: must be 0 (last interaction) or 1 (last indirect), got {value!r}"
                 )
         elif name == "bind_to":
-            if value not in _BIND_TO[table_name]:
-                raise ValueError(f"bind_to: must be one of {', '.join(_BIND_TO[table_name])}, got {value!r}")
-        elif name.endswith("_filter_mode") and value not in ("startwith", "contains", "exact"):
-            raise ValueError(f"{name}: must be one of startwith, contains, exact, got {value!r}")
+            if value not in bind_to:
+                raise ValueError(f"bind_to: must be one of {', '.join(bind_to)}, got {value!r}")
+        elif name.endswith("_filter_mode") and value not in constants.FILTER_MODES:
+            raise ValueError(f"{name}: must be one of {', '.join(constants.FILTER_MODES)}, got {value!r}")
     return params
 
 
@@ -261,7 +269,7 @@ class Pipeline(_Strict):
     #: Airflow pool the tasks that call Calltouch run in, so that several workers together stay under
     #: Calltouch's 5 requests/s (each task's hook already uses the whole limit: give the pool 1 slot).
     #: The pool must exist (`make up` and docker compose create it); set null to run without one.
-    pool: str | None = "calltouch_api"
+    pool: str | None = CALLTOUCH_POOL
     status_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
     status_timeout_hours: float = Field(default=24.0, gt=0, le=168)
     plans_file: str | None = None
@@ -310,8 +318,6 @@ class Pipeline(_Strict):
     @property
     def schedule_at(self) -> str:
         """When the run of day D starts on D+1, ``"HH:MM"`` local time (from ``schedule``)."""
-        from calltouch_metrika.timetables import cron_time_of_day
-
         return cron_time_of_day(self.schedule)
 
     def start_date_warning(self, today: date | None = None) -> str | None:

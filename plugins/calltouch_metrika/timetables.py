@@ -40,31 +40,9 @@ if TYPE_CHECKING:
     from airflow.timetables.base import TimeRestriction
     from pendulum import DateTime
 
-__all__ = ["LocalDayTimetable", "cron_time_of_day", "day_interval", "interval_day", "named_day"]
+__all__ = ["LocalDayTimetable", "day_interval", "interval_day", "named_day"]
 
 _AT = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-_CRON_DAILY = re.compile(r"^\s*(\d{1,2})\s+(\d{1,2})\s+\*\s+\*\s+\*\s*$")
-
-
-def cron_time_of_day(cron: str) -> str:
-    """``"HH:MM"`` from a daily cron ``"M H * * *"`` (or ``@daily`` / ``@midnight``).
-
-    The pipelines file keeps its ``schedule: "0 5 * * *"`` meaning "the day's run starts at 05:00
-    the next morning"; any other cron (several times a day, weekdays only, ...) has no meaning for
-    a one-run-per-day pipeline.
-
-    :raises ValueError: the expression is not "a time of day, every day".
-    """
-    if cron.strip() in ("@daily", "@midnight"):
-        return "00:00"
-    m = _CRON_DAILY.match(cron)
-    if not m or int(m.group(1)) > 59 or int(m.group(2)) > 23:
-        raise ValueError(
-            f"schedule {cron!r} is not a daily cron 'M H * * *' (a time of day, every day): each run "
-            "processes one whole local day, so the schedule only says when it starts the next morning, "
-            "e.g. '0 5 * * *' = 05:00 local time"
-        )
-    return f"{int(m.group(2)):02d}:{int(m.group(1)):02d}"
 
 
 def _tz(timezone: Any) -> Any:

@@ -20,8 +20,8 @@ import pendulum
 import pytest
 
 from calltouch_metrika.timetables import LocalDayTimetable, day_interval
-from tests.sensors.calls_pipeline import COUNTER_ID, SITE_ID, TZ, load_dag, recent_day, task_states, xcom
-from tests.sensors.calls_pipeline import write_config as _write_config
+from tests.helpers import COUNTER_ID, SITE_ID, TZ, load_dag, recent_day, task_states, xcom
+from tests.helpers import write_config as _write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
