@@ -103,8 +103,6 @@ class LocalDayTimetable(Timetable):
     :raises ValueError: ``at`` is not ``HH:MM`` or the time zone is unknown.
     """
 
-    run_ordering = ("logical_date", "data_interval_end")
-
     def __init__(self, at: str = "05:00", timezone: str = "Europe/Moscow") -> None:
         m = _AT.match(at)
         if not m:
