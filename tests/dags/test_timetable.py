@@ -251,3 +251,19 @@ def test_backfill_from_a_to_b_enumerates_exactly_days_a_to_b(
         today - dt.timedelta(days=2),
         today - dt.timedelta(days=1),
     ]
+
+
+def test_the_ui_trigger_path_names_the_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The REST body the UI's Trigger form posts (``TriggerDAGRunPostBody.validate_context``)."""
+    from airflow.api_fastapi.core_api.datamodels.dag_run import TriggerDAGRunPostBody
+
+    dag = _serialized_calls_dag(tmp_path, monkeypatch, "Europe/Moscow")
+    now = pendulum.now("UTC")
+    yesterday = now.in_timezone("Europe/Moscow").date() - dt.timedelta(days=1)
+    ctx = TriggerDAGRunPostBody(logical_date=now).validate_context(dag)  # the form's default: now
+    assert ctx["data_interval"] == day_interval(yesterday, "Europe/Moscow")
+    assert ctx["run_id"].startswith(f"manual__{yesterday.isoformat()}__")
+    chosen = pendulum.datetime(2026, 11, 25, tz="UTC")  # the form's logical date set to 25 November 00:00
+    ctx = TriggerDAGRunPostBody(logical_date=chosen).validate_context(dag)
+    assert ctx["data_interval"] == day_interval(dt.date(2026, 11, 25), "Europe/Moscow")
+    assert ctx["run_id"].startswith("manual__2026-11-25__")
