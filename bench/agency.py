@@ -185,8 +185,8 @@ def run_group(
             token=token,
             json={
                 "dag_id": d,
-                "from_date": f"{days[0].isoformat()}T00:00:00+00:00",
-                "to_date": f"{days[-1].isoformat()}T12:00:00+00:00",
+                "from_date": f"{days[0].isoformat()}T00:00:00+03:00",  # local days (LocalDayTimetable, MSK)
+                "to_date": f"{days[-1].isoformat()}T00:00:00+03:00",
                 "max_active_runs": len(days),
             },
         )

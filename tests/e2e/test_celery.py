@@ -161,8 +161,8 @@ def backfilled(celery: E2E) -> dict[str, Any]:
                 "/backfills",
                 json={
                     "dag_id": dag_id(p),
-                    "from_date": f"{days[0].isoformat()}T00:00:00+00:00",
-                    "to_date": f"{days[-1].isoformat()}T12:00:00+00:00",
+                    "from_date": f"{days[0].isoformat()}T00:00:00+03:00",  # local days (LocalDayTimetable, MSK)
+                    "to_date": f"{days[-1].isoformat()}T00:00:00+03:00",
                 },
             )
         deadline = time.monotonic() + 180
