@@ -412,24 +412,10 @@ class LocalAirflow:
         )
 
     def stop(self) -> None:
-        """Stop every process this object started, then PostgreSQL.
-
-        The Airflow processes are stopped together (each takes seconds to shut down gracefully: one
-        after the other took a minute with two Celery workers); the sandbox, Redis and the log server
-        after them.
-        """
-        from concurrent.futures import ThreadPoolExecutor
-
-        def stop(comp: Component) -> None:
+        """Stop every process this object started (in reverse order), then PostgreSQL."""
+        for comp in reversed(self.components):
             with contextlib.suppress(Exception):
                 comp.stop()
-
-        services = ("sandbox", "redis", "log-server")
-        airflow = [c for c in self.components if c.name not in services]
-        with ThreadPoolExecutor(max(1, len(airflow))) as pool:
-            list(pool.map(stop, airflow))
-        for comp in reversed([c for c in self.components if c.name in services]):
-            stop(comp)
         self.components.clear()
         if self.postgres is not None:
             with contextlib.suppress(Exception):
