@@ -146,6 +146,19 @@ def api(stack: LocalAirflow, method: str, path: str, *, token: str, **kwargs: An
     return None
 
 
+def wait_backfills_done(stack: LocalAirflow, token: str, dag: str, timeout: float = 300) -> None:
+    """Airflow refuses a backfill while another one of the DAG runs (409): the scheduler marks a
+    backfill complete a little after its last run ends."""
+    deadline = time.time() + timeout
+    while True:
+        body = api(stack, "GET", "/backfills", token=token, params={"dag_id": dag, "limit": 100})
+        if all(b.get("completed_at") for b in body["backfills"]):
+            return
+        if time.time() > deadline:
+            raise SystemExit(f"{dag}: a backfill is still running after {timeout:.0f} s")
+        time.sleep(3)
+
+
 def sandbox_state(stack: LocalAirflow) -> dict[str, Any]:
     import requests
 
@@ -178,6 +191,7 @@ def run_group(
     }
     t0 = time.time()
     for d in dags:
+        wait_backfills_done(stack, token, d)
         api(
             stack,
             "POST",
