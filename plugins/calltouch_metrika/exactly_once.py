@@ -123,6 +123,7 @@ def read_join_threshold(
     Any failure (no answer, an error, calls accounting switched off, an unexpected body) falls back
     to the 21-day rule, logged as a warning: a threshold we cannot read must not stop the upload,
     and the 21-day rule is what Metrika applies to a counter whose accounting has fully grown.
+    The caller logs :attr:`JoinThreshold.note` (a warning for ``"fallback"``).
     """
     floor = now - timedelta(days=window_days)
     try:
@@ -132,7 +133,6 @@ def read_join_threshold(
             f"linkage threshold of counter {counter_id} not available ({exc}); falling back to the "
             f"{window_days}-day rule: calls before {floor:%Y-%m-%d %H:%M} UTC are not sent"
         )
-        log.warning("%s", note)
         return JoinThreshold(floor, "fallback", note)
     if at < floor:
         at = floor

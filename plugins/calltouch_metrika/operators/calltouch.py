@@ -147,13 +147,17 @@ class CalltouchExtractOperator(BaseOperator):
 
         if self.kind != "calls" or self.date_from not in (None, ""):
             return []
-        today = pendulum.now(pendulum.timezone(self.timezone)).date()
+        tz = pendulum.timezone(self.timezone)
+        today = pendulum.now(tz).date()
         oldest = today - timedelta(days=21)
+        start = getattr(self, "start_date", None)  # the DAG's start: no lookback before the pipeline began
+        if start is not None:
+            oldest = max(oldest, pendulum.instance(start).in_timezone(tz).date())
         days = [first - timedelta(days=k) for k in range(self.lookback_days, 0, -1)]
         skipped = [d for d in days if d < oldest]
         if skipped:
             self.log.info(
-                "Lookback: %d day(s) before %s skipped: older than Metrika's 21-day linkage window",
+                "Lookback: %d day(s) before %s skipped (Metrika's 21-day linkage window, the DAG's start)",
                 len(skipped),
                 oldest,
             )

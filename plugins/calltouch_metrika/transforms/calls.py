@@ -60,6 +60,9 @@ Reason codes (each rejected call gets the FIRST that applies, in this order):
 * ``outside_linkage_window``: DateTime is more than ``linkage_window_days`` (21) days before ``now``:
   seed 000 says Metrika does not link a call whose visit is older than 21 days at upload time, and
   the visit precedes the call;
+* ``before_join_threshold``: DateTime is before ``join_threshold``, the counter's linkage threshold
+  (``GET …/calls_visit_join_threshold``, api-notes §3.3): while calls accounting grows after being
+  switched on, Metrika links no call from before it;
 * ``negative_duration``: ``duration`` or ``waitingConnect`` is negative;
 * ``invalid_price``: (``orders`` mode) an order amount that is not a finite, non-negative number, or a
   total of 10^15 or more.
@@ -127,6 +130,7 @@ REASONS: dict[str, str] = {
     "datetime_mismatch": "timestamp and date (in the site's time zone) disagree",
     "future_datetime": "the call's DateTime is after the upload time",
     "outside_linkage_window": "the call is older than Metrika's linkage window",
+    "before_join_threshold": "the call is before the counter's linkage threshold (calls_visit_join_threshold)",
     "negative_duration": "duration or waitingConnect is negative",
     "invalid_price": "an order amount is not a usable non-negative number",
 }
@@ -245,6 +249,8 @@ class TransformOptions:
     :param call_tracker_url_template: ``str.format`` template with ``{site_id}`` and ``{call_id}``;
         ``""`` leaves CallTrackerURL empty.
     :param linkage_window_days: calls older than this (relative to ``now``) are rejected.
+    :param join_threshold: the counter's linkage threshold (aware datetime); earlier calls are
+        rejected as ``before_join_threshold``. None: no such rule.
     :param default_region: region for phone numbers written in national form.
     :param datetime_tolerance_seconds: allowed disagreement between ``timestamp`` and ``date``.
     """
@@ -259,6 +265,7 @@ class TransformOptions:
     site_timezone: str = "Europe/Moscow"
     call_tracker_url_template: str = DEFAULT_CALL_TRACKER_URL_TEMPLATE
     linkage_window_days: int = 21
+    join_threshold: datetime | None = None
     default_region: str = "RU"
     datetime_tolerance_seconds: int = 60
 
@@ -305,6 +312,10 @@ class TransformOptions:
             raise ValueError(
                 f"linkage_window_days must be a positive integer, got {self.linkage_window_days!r}"
             )
+        if self.join_threshold is not None and (
+            not isinstance(self.join_threshold, datetime) or self.join_threshold.utcoffset() is None
+        ):
+            raise ValueError(f"join_threshold must be a timezone-aware datetime, got {self.join_threshold!r}")
         if not isinstance(self.datetime_tolerance_seconds, int) or self.datetime_tolerance_seconds < 0:
             raise ValueError(
                 f"datetime_tolerance_seconds must be a non-negative integer, got {self.datetime_tolerance_seconds!r}"
@@ -672,6 +683,18 @@ def calls_to_metrika(
             for i in idx
         ],
     )
+
+    if options.join_threshold is not None:
+        threshold_ts = int(options.join_threshold.timestamp())
+        rej.reject(
+            date_time < threshold_ts,
+            "before_join_threshold",
+            lambda idx: [
+                f"DateTime {date_time[i]} is before the counter's linkage threshold {threshold_ts} "
+                f"({options.join_threshold:%Y-%m-%d %H:%M %Z})"
+                for i in idx
+            ],
+        )
 
     # durations
     duration, duration_valid = _ints(calls, "duration")
