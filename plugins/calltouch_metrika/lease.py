@@ -130,12 +130,13 @@ class LeaseInfo:
         )
 
 
-def default_holder() -> str:
-    """``host:pid`` plus the Airflow task instance when known (for people reading the lease file)."""
-    ti = ":".join(
+def default_holder(*, with_task: bool = True) -> str:
+    """``host:pid`` plus the Airflow task instance from ``AIRFLOW_CTX_*`` when known (for people
+    reading the lease file)."""
+    ti = "/".join(
         os.environ[k]
         for k in ("AIRFLOW_CTX_DAG_ID", "AIRFLOW_CTX_DAG_RUN_ID", "AIRFLOW_CTX_TASK_ID")
-        if os.environ.get(k)
+        if with_task and os.environ.get(k)
     )
     return f"{socket.gethostname()}:{os.getpid()}" + (f" {ti}" if ti else "")
 

@@ -250,10 +250,14 @@ class MetrikaUploadCallsOperator(BaseOperator):
             days = [self._day(run, ledger, None, None, d, p, dry_run=True) for d, p in day_paths]
         else:
             from calltouch_metrika.exactly_once import CounterSender
-            from calltouch_metrika.lease import CounterLease
+            from calltouch_metrika.lease import CounterLease, default_holder
 
+            ti = context.get("ti") if isinstance(context, Mapping) else None
+            holder = default_holder(with_task=False) + (
+                f" {ti.dag_id}/{ti.run_id}/{ti.task_id}" if ti is not None else ""
+            )
             with CounterLease(
-                self.storage_root, counter_id, ttl=self.lease_ttl, wait=self.lease_wait
+                self.storage_root, counter_id, ttl=self.lease_ttl, wait=self.lease_wait, holder=holder
             ) as lease:
                 if lease.waited >= 1:
                     self.log.info(
