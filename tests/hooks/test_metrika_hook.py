@@ -192,7 +192,7 @@ def test_test_connection_good_and_bad(sandbox: Any, metrika: Any, add_connection
         "ym_bad_tc", conn_type="yandex_metrika", host=sandbox.url, password="bad-oauth-token-2"
     )
     ok, message = metrika(bad).test_connection()
-    assert not ok and "401" in message and "bad-oauth-token-2" not in message
+    assert not ok and "403" in message and "bad-oauth-token-2" not in message
     with_counter = add_connection(
         "ym_counter", conn_type="yandex_metrika", host=sandbox.url, password="sandbox-ym-token",
         extra={"counter_id": "20003"},

@@ -12,7 +12,7 @@ import pytest
 
 from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
 from calltouch_metrika.operators.metrika import MetrikaUploadCallsOperator, as_bool, upload_comment
-from tests.sensors.calls_pipeline import (
+from tests.helpers import (
     COUNTER_ID,
     SITE_ID,
     clean_rows,

@@ -25,6 +25,7 @@ from typing import Any
 
 from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
 
+from calltouch_metrika.constants import CALLTOUCH_POOL
 from calltouch_metrika.exceptions import (
     CalltouchMetrikaError,
     MalformedResponseError,
@@ -94,9 +95,6 @@ REQUESTS_PARAMS: dict[str, str] = {
     "with_dcm": "withDcm",
 }
 
-#: The Airflow pool that operators calling Calltouch run in, so that several workers together stay under
-#: the API's 5 requests/s per IP (this hook's limiter only sees its own process).
-CALLTOUCH_POOL = "calltouch_api"
 
 #: Allowed values of the enumerated parameters.
 BIND_TO_CALLS = ("call", "session")

@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
 
+from calltouch_metrika.constants import MAX_COMMENT
 from calltouch_metrika.exceptions import (
     CalltouchMetrikaError,
     MalformedResponseError,
@@ -32,7 +33,6 @@ from calltouch_metrika.hooks._http import (
 )
 
 CLIENT_ID_TYPES = ("CLIENT_ID", "USER_ID", "YCLID")
-MAX_COMMENT = 255
 PREFIX = "/management/v1/counter/{counter_id}/offline_conversions"
 UPLOAD_PATH = PREFIX + "/upload_calls"
 UPLOADING_PATH = PREFIX + "/calls_uploading/{uploading_id}"

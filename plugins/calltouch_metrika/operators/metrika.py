@@ -31,12 +31,13 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from calltouch_metrika import storage
+from calltouch_metrika._utils import as_bool
+from calltouch_metrika.constants import MAX_COMMENT
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 COMMENT_PREFIX = "calltouch-metrika"
-MAX_COMMENT = 255
 
 
 def upload_comment(pipeline: str, site_id: int, date_from: date, date_to: date) -> str:
@@ -52,20 +53,6 @@ def upload_comment(pipeline: str, site_id: int, date_from: date, date_to: date) 
     if len(comment) > MAX_COMMENT:
         raise ValueError(f"upload comment longer than {MAX_COMMENT} characters: {comment!r}")
     return comment
-
-
-def as_bool(value: Any, what: str) -> bool:
-    """A bool from a bool or a rendered template (``"True"``, ``"false"``, ``"1"``, ``""``)."""
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return False
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise ValueError(f"{what} must be true or false, got {value!r}")
 
 
 def _count(counts: Any, key: str) -> Any:
@@ -85,7 +72,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
     :param pipeline: the pipeline name (part of the comment and of the file names).
     :param extract: the extract task's XCom (pass ``extract_task.output``), with ``paths``/``path``,
         ``site_id``, ``date_from``, ``date_to`` (exclusive), ``days`` and ``main_days``.
-    :param metrika_conn_id: the Metrika connection id.
+    :param metrika_conn_id: the Metrika connection id. Templated.
     :param counter_id: the Metrika counter.
     :param timezone: the site's time zone (cross-checks ``date`` against ``timestamp``).
     :param identifier: ``ClientId``, ``UserId`` or ``Yclid``; ``identifier_field`` is the call field feeding it.
@@ -102,7 +89,14 @@ class MetrikaUploadCallsOperator(BaseOperator):
     :param lease_wait: seconds to wait for a counter another run is uploading to.
     """
 
-    template_fields: Sequence[str] = ("extract", "counter_id", "dry_run", "force_reupload", "storage_root")
+    template_fields: Sequence[str] = (
+        "extract",
+        "metrika_conn_id",
+        "counter_id",
+        "dry_run",
+        "force_reupload",
+        "storage_root",
+    )
     ui_color = "#fde9c8"
 
     def __init__(
