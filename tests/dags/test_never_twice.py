@@ -306,16 +306,18 @@ def test_calls_before_the_counters_threshold_are_rejected(
 
 
 def test_switched_off_accounting_falls_back_to_21_days_and_says_so(
-    sandbox, airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+    sandbox, airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     from calltouch_metrika.hooks.metrika import MetrikaHook
 
     sandbox.reset(calls_accounting={str(COUNTER_ID): {"enabled": False}})
-    _config(tmp_path, monkeypatch, _pipeline(tmp_path, "e2e"))
+    # switched off, Metrika links nothing (LINKAGE_FAILURE); static calls still reach the call reports
+    _config(tmp_path, monkeypatch, _pipeline(tmp_path, "e2e", on_linkage_failure="warn"))
     dr = run_dag("calltouch_calls_to_metrika__e2e", recent_day())
     _ok(dr)
     out = xcom(dr, "upload")
     assert out["join_threshold_source"] == "fallback"
+    assert "falling back to the 21-day rule" in capsys.readouterr().out
     ok, message = MetrikaHook(_counter_conn(monkeypatch)).test_connection()
     assert ok and "21-day rule" in message, message
 
