@@ -260,9 +260,12 @@ def test_ten_reruns_upload_nothing_new_and_force_is_recorded(
             task_id="upload", pipeline="e2e", extract=extract, counter_id=COUNTER_ID, storage_root=root, **kw
         )
 
-    for _ in range(9):
-        out = op().execute({})
+    for i in range(9):
+        out = op(compact_after_files=1 if i == 4 else 400).execute({})  # the fifth also compacts
         assert (out["uploaded"], out["upload_id"], out["reused"]) == (0, upload["id"], True)
+    from calltouch_metrika.ledger import CallLedger
+
+    assert [p.name[:10] for p in CallLedger(root, COUNTER_ID).files()] == ["compacted-"]
     _ok(run_dag("calltouch_calls_to_metrika__e2e", day))  # the tenth, through Airflow
     assert len(sandbox.state()["uploads"]) == 1
     csv_before = sorted(p.name for p in (tmp_path / "data/metrika/uploads").rglob("*.csv"))

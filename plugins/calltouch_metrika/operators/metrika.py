@@ -87,6 +87,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
     :param linkage_window_days: calls older than this are rejected (Metrika links only 21 days back).
     :param lease_ttl: seconds the counter's lease lives without renewal (a crashed run blocks at most this).
     :param lease_wait: seconds to wait for a counter another run is uploading to.
+    :param compact_after_files: merge the ledger's files into one when it has more (keeps reads fast).
     """
 
     template_fields: Sequence[str] = (
@@ -122,6 +123,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
         lookup_delay: float = 2.0,
         lease_ttl: float = 120.0,
         lease_wait: float = 1800.0,
+        compact_after_files: int = 400,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -145,6 +147,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
         self.lookup_delay = lookup_delay
         self.lease_ttl = lease_ttl
         self.lease_wait = lease_wait
+        self.compact_after_files = compact_after_files
 
     # -- pieces ---------------------------------------------------------------------------------
     def _extract_info(self) -> tuple[int, list[tuple[date, str]], set[date]]:
@@ -269,6 +272,11 @@ class MetrikaUploadCallsOperator(BaseOperator):
                 )
                 uploadings = sender.reconcile()
                 days = [self._day(run, ledger, sender, uploadings, d, p, dry_run=False) for d, p in day_paths]
+                if len(ledger.files()) > self.compact_after_files:
+                    merged = ledger.compact()
+                    self.log.info(
+                        "Compacted counter %s's ledger: %d files merged into one", counter_id, merged
+                    )
         return self._summary(run, ledger, days, dry_run=dry_run, force=force)
 
     def _day(
