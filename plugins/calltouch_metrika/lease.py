@@ -46,10 +46,12 @@ was superseded; the ledger, written after the upload, makes the next holder see 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import shutil
 import socket
 import threading
 import time
@@ -57,7 +59,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowException
 
@@ -150,31 +152,40 @@ def _is_local(path: ObjectStoragePath) -> bool:
     return _protocol(path) in ("file", "local")
 
 
-def create_exclusive(path: ObjectStoragePath, data: bytes) -> bool:
-    """Create ``path`` holding ``data`` only if it does not exist. True if created, False if it existed.
+def create_exclusive(path: ObjectStoragePath, data: bytes | IO[bytes]) -> bool:
+    """Create ``path`` holding ``data`` (bytes or a binary file object read from its position) only if
+    it does not exist. True if created, False if it existed.
 
     Local: temporary sibling + ``os.link`` (atomic, and the file is complete when it appears).
     Elsewhere: ``fs.open(path, "xb")`` (a conditional write on the protocols in
     :data:`EXCLUSIVE_CREATE_PROTOCOLS`).
     """
+
+    def _write(fh: IO[bytes]) -> None:
+        if isinstance(data, bytes | bytearray):
+            fh.write(data)
+        else:
+            shutil.copyfileobj(data, fh, 1 << 20)
+
     path.parent.mkdir(parents=True, exist_ok=True)
     if _is_local(path):
         target = path.path
         tmp = f"{target}.tmp-{uuid.uuid4().hex}"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         try:
+            with open(tmp, "wb") as fh:
+                _write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.link(tmp, target)
         except FileExistsError:
             return False
         finally:
-            os.unlink(tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         return True
     try:
         with path.fs.open(path.path, "xb") as fh:
-            fh.write(data)
+            _write(fh)
     except FileExistsError:
         return False
     return True
