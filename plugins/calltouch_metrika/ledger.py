@@ -35,7 +35,8 @@ comment        string                the upload's comment (deterministic per pip
 upload_id      int64 (null)          Metrika's upload id; null while ``sending`` or ``failed``
 state          string                ``sending`` (about to be sent; outcome not yet known),
                                      ``sent`` (Metrika returned an upload id), ``confirmed``
-                                     (the upload reached a terminal status), ``failed`` (Metrika
+                                     (the upload reached a terminal status; recorded by the
+                                     next run's reconcile), ``failed`` (Metrika
                                      did not store the upload: the calls are free to send again)
 forced         bool                  sent again on purpose (``force_reupload``)
 sent_at        timestamp[us, UTC]    when the upload request was sent

@@ -341,3 +341,51 @@ def test_connection_test_reports_the_threshold(sandbox, monkeypatch: pytest.Monk
     sandbox.reset(calls_accounting={str(COUNTER_ID): {"enabled_days_ago": 3}})
     ok, message = MetrikaHook(_counter_conn(monkeypatch)).test_connection()
     assert ok and "calls link from" in message, message
+
+
+# -- 7. settle delay, upgrade --------------------------------------------------------------------
+def test_settle_days_send_an_earlier_day(
+    sandbox, airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _config(tmp_path, monkeypatch, _pipeline(tmp_path, "e2e", settle_days=2))
+    day = recent_day()
+    dr = run_dag("calltouch_calls_to_metrika__e2e", day)
+    _ok(dr)
+    settled = (day - timedelta(days=2)).isoformat()
+    assert xcom(dr, "extract")["main_days"] == [settled]
+    (upload,) = sandbox.state()["uploads"]
+    assert upload["comment"] == f"calltouch-metrika e2e site {SITE_ID} {settled} part 1"
+
+
+def test_upgrade_imports_a_pre_ledger_upload_and_sends_nothing_again(
+    sandbox, airflow_db: Path, tmp_path: Path
+) -> None:
+    """A day uploaded by the one-upload-per-day version (old comment, CSV at metrika/calls_csv/...)."""
+    from calltouch_metrika import storage
+    from calltouch_metrika.hooks.metrika import MetrikaHook
+    from calltouch_metrika.ledger import CallLedger, PartKey, legacy_comment
+    from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
+    from calltouch_metrika.operators.metrika import MetrikaUploadCallsOperator
+
+    day = recent_day()
+    root = str(tmp_path / "data")
+    extract = CalltouchExtractOperator(
+        task_id="extract", site_id=SITE_ID, storage_root=root, date_from=day.isoformat()
+    ).execute({})
+
+    def op(**kw: Any) -> MetrikaUploadCallsOperator:
+        return MetrikaUploadCallsOperator(
+            task_id="upload", pipeline="e2e", extract=extract, counter_id=COUNTER_ID, storage_root=root, **kw
+        )
+
+    # what the old version did: the day's CSV at its old path, uploaded under the old comment
+    dry = op(dry_run=True).execute({"run_id": "old"})
+    data = Path(dry["csv_path"].removeprefix("file://")).read_bytes()
+    storage.atomic_write_bytes(storage.metrika_csv_path(root, COUNTER_ID, day, "e2e"), data)
+    old = MetrikaHook().upload_calls(COUNTER_ID, data, comment=legacy_comment("e2e", SITE_ID, day))
+    out = op().execute({})
+    assert (out["uploaded"], out["already_sent"]) == (0, dry["would_upload"])
+    assert len(sandbox.state()["uploads"]) == 1
+    st = CallLedger(root, COUNTER_ID).parts()[PartKey("e2e", day, 0)]
+    assert (st.state, st.upload_id, len(st.call_ids)) == ("sent", old["id"], dry["would_upload"])
+    assert out["upload_id"] == old["id"] and out["reused"] is True
