@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.sensors.calls_pipeline import (
+from tests.helpers import (
     COUNTER_ID,
     REPO,
     SITE_ID,

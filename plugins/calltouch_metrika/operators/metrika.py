@@ -498,6 +498,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
         upload_id = uploads[-1]["upload_id"] if uploads else None
         status = uploads[-1]["status"] if uploads else None
         reused = False
+        reused_comment = None
         if upload_id is None and not run.dry_run:
             own = [
                 st
@@ -508,7 +509,12 @@ class MetrikaUploadCallsOperator(BaseOperator):
             ]
             if own:
                 latest = max(own, key=lambda st: st.key.part)
-                upload_id, status, reused = latest.upload_id, latest.status, True
+                upload_id, status, reused, reused_comment = (
+                    latest.upload_id,
+                    latest.status,
+                    True,
+                    latest.comment,
+                )
         lines = []
         for d in days:
             if run.dry_run:
@@ -527,13 +533,21 @@ class MetrikaUploadCallsOperator(BaseOperator):
                 f"+ already sent {d['already_sent']} + rejected {d['rejected']}; {act}"
             )
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) or "none"
+        label = (
+            storage.day_label(
+                date.fromisoformat(days[0]["day"]), date.fromisoformat(days[-1]["day"]) + timedelta(days=1)
+            )
+            if days
+            else "no days"
+        )
         self.log.info(
-            "Upload summary for %s, site %s -> counter %s%s:\n"
+            "Upload summary for %s, site %s -> counter %s, %s%s:\n"
             "  extracted %d = %s %d + already sent %d + rejected %d (by reason: %s)\n%s\n"
             "  %s\n  uploads this run: %s; ledger: %s",
             self.pipeline,
             run.site_id,
             run.counter_id,
+            label,
             " (DRY RUN: nothing uploaded)" if run.dry_run else "",
             total["extracted"],
             "would upload" if run.dry_run else "uploaded",
@@ -550,7 +564,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
             "upload_id": upload_id,
             "upload_ids": [d["upload_id"] for d in uploads],
             "counter_id": run.counter_id,
-            "comment": uploads[-1]["comment"] if uploads else None,
+            "comment": uploads[-1]["comment"] if uploads else reused_comment,
             "extracted": total["extracted"],
             "uploaded": total["uploaded"],
             "would_upload": total["would_upload"],
