@@ -182,6 +182,8 @@ class CallLedger:
         self.counter_id = int(counter_id)
         self.dir = storage.ledger_dir(root, self.counter_id)
         self._table: pa.Table | None = None
+        self._best_rows: pa.Table | None = None
+        self._parts: dict[PartKey, PartState] | None = None
 
     # -- reading --------------------------------------------------------------------------------
     def files(self) -> list[ObjectStoragePath]:
@@ -197,36 +199,70 @@ class CallLedger:
         """Read every file again; returns all rows (:data:`SCHEMA`)."""
         tables = [pq.read_table(io.BytesIO(p.read_bytes())).cast(SCHEMA) for p in self.files()]
         self._table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        self._best_rows = self._parts = None
         return self._table
 
     def read(self) -> pa.Table:
         """All rows (cached after the first read; :meth:`refresh` re-reads)."""
         return self._table if self._table is not None else self.refresh()
 
+    def _best(self) -> pa.Table:
+        """The rows of each part's most advanced state (Arrow; no per-row Python objects)."""
+        if self._best_rows is None:
+            import pyarrow.compute as pc
+
+            t = self.read()
+            t = t.append_column("_rank", pc.index_in(t["state"], value_set=pa.array(STATES)))
+            keys = ["pipeline", "day", "part"]
+            top = t.group_by(keys).aggregate([("_rank", "max")])
+            t = t.join(top, keys=keys)
+            self._best_rows = t.filter(pc.equal(t["_rank"], t["_rank_max"]))
+        return self._best_rows
+
     def parts(self) -> dict[PartKey, PartState]:
-        """Each part's most advanced state."""
-        rows = self.read().to_pylist()
-        best: dict[PartKey, dict[str, Any]] = {}
-        ids: dict[tuple[PartKey, str], list[int]] = {}
-        for r in rows:
-            key = PartKey(r["pipeline"], r["day"], int(r["part"]))
-            ids.setdefault((key, r["state"]), []).append(int(r["call_id"]))
-            cur = best.get(key)
-            if cur is None or _RANK[r["state"]] > _RANK[cur["state"]]:
-                best[key] = r
+        """Each part's most advanced state (computed once per read)."""
+        if self._parts is not None:
+            return self._parts
+        best = self._best()
         out: dict[PartKey, PartState] = {}
-        for key, r in best.items():
-            out[key] = PartState(
-                key=key,
-                site_id=int(r["site_id"]),
-                state=r["state"],
-                comment=r["comment"],
-                upload_id=r["upload_id"],
-                forced=bool(r["forced"]),
-                status=r["status"],
-                call_ids=tuple(sorted(set(ids[(key, r["state"])]))),
+        if best.num_rows:
+            agg = best.group_by(["pipeline", "day", "part"], use_threads=False).aggregate(
+                [
+                    ("site_id", "first"),
+                    ("state", "first"),
+                    ("comment", "first"),
+                    ("upload_id", "first"),
+                    ("forced", "first"),
+                    ("status", "first"),
+                    ("call_id", "distinct"),
+                ]
             )
+            for r in agg.to_pylist():
+                key = PartKey(r["pipeline"], r["day"], int(r["part"]))
+                out[key] = PartState(
+                    key=key,
+                    site_id=int(r["site_id_first"]),
+                    state=r["state_first"],
+                    comment=r["comment_first"],
+                    upload_id=r["upload_id_first"],
+                    forced=bool(r["forced_first"]),
+                    status=r["status_first"],
+                    call_ids=tuple(sorted(r["call_id_distinct"])),
+                )
+        self._parts = out
         return out
+
+    def held_call_id_array(self, site_id: int) -> Any:
+        """:meth:`held_call_ids` as a sorted numpy ``int64`` array (cheap for large ledgers)."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        best = self._best()
+        mask = pc.and_(
+            pc.is_in(best["state"], value_set=pa.array(sorted(HELD_STATES))),
+            pc.equal(best["site_id"], int(site_id)),
+        )
+        return np.unique(best.filter(mask)["call_id"].to_numpy())
 
     def held_calls(self, site_id: int | None = None) -> set[tuple[int, int]]:
         """``(site_id, call_id)`` of every call sent or being sent to this counter, by any pipeline."""
@@ -238,7 +274,7 @@ class CallLedger:
 
     def held_call_ids(self, site_id: int) -> set[int]:
         """The ``callId`` of ``site_id``'s calls already sent (or being sent) to this counter."""
-        return {c for _, c in self.held_calls(site_id)}
+        return set(self.held_call_id_array(site_id).tolist())
 
     def pending(self) -> list[PartState]:
         """Parts recorded as ``sending`` whose outcome was never learnt (a crash or a lost response)."""
@@ -310,7 +346,7 @@ class CallLedger:
         buf = io.BytesIO()
         pq.write_table(table, buf)
         created = create_exclusive(self.part_path(key, state), buf.getvalue())
-        self._table = None
+        self._table = self._best_rows = self._parts = None
         return created
 
     def compact(self) -> int:
@@ -330,7 +366,7 @@ class CallLedger:
         for p in files:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-        self._table = None
+        self._table = self._best_rows = self._parts = None
         return len(files)
 
 

@@ -256,11 +256,12 @@ class MetrikaUploadCallsOperator(BaseOperator):
         options: TransformOptions,
         *,
         now: datetime,
-        held: set[int],
+        held: Any,
         csv_fh: IO[bytes],
         rejects_path: Any,
     ) -> DayBuild:
-        """Stream one day's Parquet into ``csv_fh`` (calls not in ``held``) and the rejects Parquet (atomic).
+        """Stream one day's Parquet into ``csv_fh`` (calls not in ``held``, a collection of callIds) and
+        the rejects Parquet (atomic).
 
         :raises AirflowException: the counts do not reconcile.
         """
@@ -272,7 +273,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
         from calltouch_metrika.transforms.calls import empty_rejects
         from calltouch_metrika.transforms.calls_stream import CallsCsvStream
 
-        held_array = pa.array(sorted(held), pa.int64()) if held else None
+        held_array = pa.array(np.asarray(held, dtype=np.int64)) if len(held) else None
         rejects_schema = pa.Table.from_pandas(empty_rejects(), preserve_index=False).schema
         already = csv_rows = rejects_rows = 0
         ids: list[int] = []
@@ -377,7 +378,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
         forced = run.force and day in run.main_days
         if run.sender is not None and not run.force:
             self._import_legacy(run, day, paths)
-        held = set() if forced else run.ledger.held_call_ids(run.site_id)
+        held = run.ledger.held_call_id_array(run.site_id)
         rejects_path = storage.rejects_path(self.storage_root, run.counter_id, day, self.pipeline)
         out: dict[str, Any] = {
             "day": day.isoformat(),
@@ -395,7 +396,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
                 paths,
                 self._options(run.site_id, run.threshold.at),
                 now=run.now,
-                held=held,
+                held=held[:0] if forced else held,
                 csv_fh=spool,
                 rejects_path=rejects_path,
             )
@@ -407,7 +408,9 @@ class MetrikaUploadCallsOperator(BaseOperator):
                 rejects_by_reason=dict(counts.rejects_by_reason),
             )
             if forced:
-                again = sum(1 for c in built.call_ids if c in run.ledger.held_call_ids(run.site_id))
+                import numpy as np
+
+                again = int(np.isin(np.asarray(built.call_ids, dtype=np.int64), held).sum())
                 if again:
                     self.log.warning("%s", FORCE_WARNING.format(n=again, day=day))
             if not built.call_ids:
