@@ -207,16 +207,28 @@ class CallLedger:
         return self._table if self._table is not None else self.refresh()
 
     def _best(self) -> pa.Table:
-        """The rows of each part's most advanced state (Arrow; no per-row Python objects)."""
+        """The rows of each part's most advanced state (Arrow; no per-row Python objects, no join).
+
+        Each row gets an int64 part key (pipeline code, day, part); the best rank per key is found by
+        a group-by over the keys, and rows are kept whose (key, rank) is a best pair.
+        """
         if self._best_rows is None:
+            import numpy as np
             import pyarrow.compute as pc
 
             t = self.read()
-            t = t.append_column("_rank", pc.index_in(t["state"], value_set=pa.array(STATES)))
-            keys = ["pipeline", "day", "part"]
-            top = t.group_by(keys).aggregate([("_rank", "max")])
-            t = t.join(top, keys=keys)
-            self._best_rows = t.filter(pc.equal(t["_rank"], t["_rank_max"]))
+            if t.num_rows == 0:
+                self._best_rows = t
+                return t
+            rank = pc.index_in(t["state"], value_set=pa.array(STATES)).to_numpy(zero_copy_only=False)
+            pipe = pc.dictionary_encode(t["pipeline"]).combine_chunks().indices.to_numpy(zero_copy_only=False)
+            day = pc.cast(t["day"], pa.int32()).to_numpy(zero_copy_only=False).astype(np.int64)
+            part = t["part"].to_numpy(zero_copy_only=False).astype(np.int64)
+            key = (pipe.astype(np.int64) << 40) | (day << 16) | part
+            combo = key * 8 + rank
+            keys = pa.table({"k": key, "c": combo})
+            top = keys.group_by("k").aggregate([("c", "max")])["c_max"]
+            self._best_rows = t.filter(pc.is_in(pa.array(combo), value_set=top))
         return self._best_rows
 
     def parts(self) -> dict[PartKey, PartState]:
