@@ -102,6 +102,9 @@ class LocalAirflow:
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     api_secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Keep ``AIRFLOW_CONN_*`` variables of the calling environment (a user's own connections, which then
+    #: win over the ones created in the DB); False for a harness whose environment holds others' (tests).
+    inherit_connections: bool = True
     sandbox_args: list[str] = field(default_factory=list)
     log_server_port: int = field(default_factory=free_port)
     components: list[Component] = field(default_factory=list)
@@ -133,6 +136,8 @@ class LocalAirflow:
     def env(self) -> dict[str, str]:
         """The environment every Airflow process (and CLI call) gets."""
         env = dict(os.environ)
+        if not self.inherit_connections:
+            env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
         env["PATH"] = f"{venv_bin()}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
         env.update(
             {
@@ -187,7 +192,8 @@ class LocalAirflow:
     def cli_env(self) -> dict[str, str]:
         """What the Airflow CLI needs on top of the user's own environment to reach this stack."""
         env = self.env()
-        return {k: v for k, v in env.items() if os.environ.get(k) != v}
+        ours = ("AIRFLOW", "CALLTOUCH_METRIKA_", "PYTHONPATH", "PATH")
+        return {k: v for k, v in env.items() if k.startswith(ours) or os.environ.get(k) != v}
 
     def write_env_file(self, path: Path) -> None:
         """A shell file to ``source`` so that ``airflow ...`` talks to this stack (mode 0600: secrets)."""
