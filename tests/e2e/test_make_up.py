@@ -113,6 +113,7 @@ def test_up_serves_the_ui_and_down_stops_exactly_what_up_started(state_dir: Path
         password = re.search(r"password:\s+(\S+)", out)
         assert password, out
         assert CALLS_DAG in out.split("Unpaused:", 1)[1].splitlines()[0], out
+        assert "Connections created in the metadata DB: calltouch_default, metrika_default" in out, out
 
         token = requests.post(
             f"{url}/auth/token", json={"username": "admin", "password": password.group(1)}, timeout=30

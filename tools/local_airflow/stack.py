@@ -108,6 +108,8 @@ class LocalAirflow:
     sandbox_args: list[str] = field(default_factory=list)
     log_server_port: int = field(default_factory=free_port)
     components: list[Component] = field(default_factory=list)
+    #: The connection ids ``start`` created in the metadata DB (the others existed or come from variables).
+    created_connections: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.sandbox_port is not None and self.sandbox_url is None:
@@ -268,7 +270,7 @@ class LocalAirflow:
             self.airflow("db", "migrate", timeout=timeout)
             self.airflow("pools", "set", POOL_NAME, str(POOL_SLOTS), POOL_DESCRIPTION)
             if self.sandbox_url:
-                self.create_connections(sandbox_connections(self.sandbox_url))
+                self.created_connections = self.create_connections(sandbox_connections(self.sandbox_url))
             self.write_passwords()
             bin_airflow = str(venv_bin() / "airflow")
             log_server = [sys.executable, "-m", "tools.local_airflow.log_server"]
