@@ -178,6 +178,9 @@ class LocalAirflow:
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tools.local_airflow.log_server.loopback_hostname",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                # Sensors wait in the triggerer. Said explicitly: the airflow.cfg the CLI writes into
+                # AIRFLOW_HOME holds `default_deferrable = false`, which our sensors would read as a choice.
+                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
                 # The connection form's and list's Test button (off by default in Airflow 3).
                 "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
                 "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES": "airflow.*",
