@@ -42,7 +42,17 @@ ALLOWED: dict[str, set[str]] = {
     "sensors": _BASE | {"sensors", "triggers", "hooks", "storage"},
     # operators: thin, on hooks, transforms, storage and the call ledger
     "operators": _BASE
-    | {"hooks", "transforms", "storage", "config", "catalog", "ledger", "lease", "exactly_once"},
+    | {
+        "hooks",
+        "transforms",
+        "storage",
+        "config",
+        "catalog",
+        "ledger",
+        "lease",
+        "exactly_once",
+        "timetables",
+    },
     # the call ledger and its per-counter lease (issue 12)
     "lease": _BASE | {"storage"},
     "ledger": _BASE | {"storage", "lease"},

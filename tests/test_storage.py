@@ -71,6 +71,20 @@ def test_atomic_write_failure_keeps_old_file(tmp_path: Path) -> None:
     assert [c.name for c in p.parent.iterdir()] == ["calls.parquet"]
 
 
+def test_atomic_open_publishes_only_on_success(tmp_path: Path) -> None:
+    p = storage.root_path(tmp_path) / "x" / "stream.csv"
+    with storage.atomic_open(p) as fh:
+        fh.write(b"a,b\n")
+        assert not p.exists()  # nobody sees a half-written file
+        fh.write(b"1,2\n")
+    assert p.read_bytes() == b"a,b\n1,2\n"
+    with pytest.raises(RuntimeError, match="boom"), storage.atomic_open(p) as fh:
+        fh.write(b"partial")
+        raise RuntimeError("boom")
+    assert p.read_bytes() == b"a,b\n1,2\n"
+    assert sorted(c.name for c in p.parent.iterdir()) == ["stream.csv"]
+
+
 # -- the plans ledger -------------------------------------------------------------------------------
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -100,17 +101,19 @@ def plans_ledger_path(root: str | ObjectStoragePath, site_id: int, sha256: str) 
     return root_path(root) / "calltouch" / "plans_ledger" / f"site={int(site_id)}" / f"{sha256}.json"
 
 
-def atomic_write(path: ObjectStoragePath, write: Callable[[IO[bytes]], object]) -> ObjectStoragePath:
-    """Write ``path`` atomically: ``write(fileobj)`` fills a temporary sibling, which then replaces ``path``.
+@contextmanager
+def atomic_open(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
+    """Open ``path`` for an atomic binary write: yields a temporary sibling, which replaces ``path`` on exit.
 
     On a local disk the final step is a rename (atomic); on object stores it is copy + delete of the
-    temporary object, and the final object appears in one PUT. A failed write leaves no temporary file.
+    temporary object, and the final object appears in one PUT. If the block raises, the temporary
+    file is removed and ``path`` is left as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     try:
         with tmp.open("wb") as fh:
-            write(fh)
+            yield fh
         tmp.move(path)
     except BaseException:
         try:
@@ -119,6 +122,12 @@ def atomic_write(path: ObjectStoragePath, write: Callable[[IO[bytes]], object]) 
         except OSError:  # pragma: no cover - best effort cleanup
             pass
         raise
+
+
+def atomic_write(path: ObjectStoragePath, write: Callable[[IO[bytes]], object]) -> ObjectStoragePath:
+    """Write ``path`` atomically (:func:`atomic_open`): ``write(fileobj)`` fills the temporary sibling."""
+    with atomic_open(path) as fh:
+        write(fh)
     return path
 
 

@@ -236,7 +236,7 @@ def _check_the_cli_reaches_the_stack(
             "bash",
             "-c",
             f'source "{state_dir}/env" && airflow backfill create --dag-id {CALLS_DAG} '
-            f"--from-date {day} --to-date {day}T12:00:00+00:00",
+            f"--from-date {day} --to-date {day}",
         ],
         env={k: v for k, v in env.items() if not k.startswith("AIRFLOW")},
         cwd=REPO,
