@@ -173,7 +173,7 @@ METRIKA = ApiSpec(
 class MetrikaHook(TransportHookMixin, HttpHook):
     """Talks to the Metrika management API (offline calls).
 
-    :param metrika_conn_id: connection of type ``yandex_metrika`` (or ``http``): host, password = OAuth token.
+    :param metrika_conn_id: connection of type ``yandexmetrika`` (or ``http``, or the old ``yandex_metrika``): host, password = OAuth token.
     :param timeout: seconds to wait for each answer; uploads of big files may need more.
     :param max_attempts: attempts per request for 429/5xx/connection errors/timeouts (idempotent ones).
     :param requests_per_second: process-wide ceiling for this host (Metrika allows 30 per IP).
@@ -186,7 +186,7 @@ class MetrikaHook(TransportHookMixin, HttpHook):
 
     conn_name_attr = "metrika_conn_id"
     default_conn_name = "metrika_default"
-    conn_type = "yandex_metrika"
+    conn_type = "yandexmetrika"
     hook_name = "Yandex Metrika"
 
     def __init__(
@@ -361,13 +361,16 @@ class MetrikaHook(TransportHookMixin, HttpHook):
         return answer
 
     def test_connection(self) -> tuple[bool, str]:
-        """The Test button: lists the token's counters; with extra ``counter_id``, reads its uploads and
-        reports its calls linkage threshold."""
+        """The Test button: names the token's counters (up to 20); with extra ``counter_id``, reads its
+        uploads and reports its calls linkage threshold."""
         try:
             self._setup()
-            answer = self._request(Request("GET", COUNTERS_PATH, params={"per_page": "1"}, what="Metrika"))
+            answer = self._request(Request("GET", COUNTERS_PATH, params={"per_page": "20"}, what="Metrika"))
             if not isinstance(answer, dict) or not isinstance(answer.get("counters"), list):
                 raise MalformedResponseError("Metrika: the counters list answered without 'counters'")
+            ids = [str(c.get("id")) for c in answer["counters"] if isinstance(c, dict)]
+            more = int(answer.get("rows") or len(ids)) - len(ids)
+            listed = (", ".join(ids) or "none") + (f" and {more} more" if more > 0 else "")
             counter = self._extra.get("counter_id")
             if counter not in (None, ""):
                 counter = _counter(counter)
@@ -384,8 +387,11 @@ class MetrikaHook(TransportHookMixin, HttpHook):
                     linkage = f"calls link from {threshold}"
                 except (CalltouchMetrikaError, ValueError) as exc:
                     linkage = f"linkage threshold not available ({exc}); the 21-day rule applies"
-                return True, f"Metrika: token accepted, counter {counter} readable; {linkage}"
-            return True, "Metrika: token accepted"
+                return (
+                    True,
+                    f"Metrika: token accepted, counter {counter} readable; {linkage} (counters: {listed})",
+                )
+            return True, f"Metrika: token accepted; counters: {listed}"
         except (CalltouchMetrikaError, ValueError) as exc:
             return False, str(exc)
         except Exception as exc:  # the Test button must answer, whatever happened
@@ -403,7 +409,7 @@ class MetrikaAsyncHook(AsyncTransportHookMixin, HttpAsyncHook):
 
     conn_name_attr = "metrika_conn_id"
     default_conn_name = "metrika_default"
-    conn_type = "yandex_metrika"
+    conn_type = "yandexmetrika"
     hook_name = "Yandex Metrika (async)"
     api = METRIKA
     limiter_api = "metrika"
