@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -109,8 +109,13 @@ def test_two_dags_test_processes_for_the_same_day_send_each_call_once(
     for i in range(2):
         home = tmp_path / f"home{i}"  # own metadata DB each: SQLite takes one writer at a time
         home.mkdir()
-        for f in airflow_db.glob("airflow.db*"):  # with the WAL, if any
-            shutil.copy(f, home / f.name)
+        # SQLite's online backup: a consistent copy that never writes to the session's database
+        src, dst = sqlite3.connect(airflow_db / "airflow.db"), sqlite3.connect(home / "airflow.db")
+        try:
+            src.backup(dst)
+        finally:
+            src.close()
+            dst.close()
         env = dict(
             os.environ,
             AIRFLOW_HOME=str(home),
