@@ -27,8 +27,8 @@ from sandbox.errors import (
     plans_missing_field,
     plans_violations,
 )
-from sandbox.params import parse_id
 from sandbox.generators import call_blocks, callback_info, generate_calls, generate_requests
+from sandbox.params import parse_id
 from sandbox.render import Projection
 from sandbox.state import PlansImport, SandboxState
 
@@ -800,9 +800,7 @@ async def plans_status(import_id: str, request: Request) -> Response:
     site, error = _plans_auth(st, request)
     if error is not None:
         return error
-    found = next(
-        (p for p in st.plans if p.id == parse_id(import_id) and p.site_id == site), None
-    )
+    found = next((p for p in st.plans if p.id == parse_id(import_id) and p.site_id == site), None)
     if found is None:
         return plans_api_error(404, 2, f"Импорт с идентификатором {import_id} не найден")
     status = found.status(st.config.plans_in_progress_seconds, time.monotonic())

@@ -16,8 +16,8 @@ from starlette.datastructures import UploadFile
 
 from sandbox.errors import JSONUtf8Response, injected_error, metrika_error
 from sandbox.generators import is_known_identifier
-from sandbox.params import metrika_token, parse_id
 from sandbox.metrika_csv import MAX_BYTES, CsvError, parse_calls_csv
+from sandbox.params import metrika_token, parse_id
 from sandbox.state import SandboxState, Upload, iso_utc
 
 router = APIRouter(dependencies=[Depends(injected_error)])
@@ -46,7 +46,9 @@ def _auth(st: SandboxState, request: Request, counter_id: str) -> tuple[int, Res
         return 0, error
     counter = parse_id(counter_id)
     if counter is None:
-        return 0, metrika_error(400, "invalid_parameter", f"Invalid counter id {counter_id[:40]!r}", "counterId")
+        return 0, metrika_error(
+            400, "invalid_parameter", f"Invalid counter id {counter_id[:40]!r}", "counterId"
+        )
     if counter not in counters:
         return 0, metrika_error(403, "access_denied", f"Access to counter {counter} is denied")
     return counter, None
@@ -179,11 +181,7 @@ async def calls_uploading(counter_id: str, uploading_id: str, request: Request) 
     if error is not None:
         return error
     found = next(
-        (
-            u
-            for u in st.uploads
-            if u.id == parse_id(uploading_id) and u.counter_id == counter
-        ),
+        (u for u in st.uploads if u.id == parse_id(uploading_id) and u.counter_id == counter),
         None,
     )
     if found is None:

@@ -28,8 +28,8 @@ from typing import Any
 
 from sandbox.errors import (
     CALLTOUCH_429_TEXT,
-    INJECTED_ERROR,
     GARBLED_BODY,
+    INJECTED_ERROR,
     NGINX_503,
     POINTS_EXHAUSTED,
     api_error_500,

@@ -58,8 +58,14 @@ def test_calls_range_bounds_are_served(api, urls, day):
     """The bounds themselves are served (a far-future day simply has no calls yet)."""
     r = requests.get(
         urls.calls(),
-        params={"clientApiId": CT_TOKEN, "dateFrom": day, "dateTo": day, "page": "1", "limit": "5",
-                "bindTo": "session"},
+        params={
+            "clientApiId": CT_TOKEN,
+            "dateFrom": day,
+            "dateTo": day,
+            "page": "1",
+            "limit": "5",
+            "bindTo": "session",
+        },
         timeout=60,
     )
     assert r.status_code == 200, r.text[:300]
@@ -80,15 +86,21 @@ def test_requests_date_out_of_range_is_400(api, urls, day, bind_to):
 def test_unicode_digits_are_not_a_date(api, urls):
     """Arabic-Indic digits matched ``\\d``: only ASCII digits make a date."""
     r = requests.get(
-        urls.calls(), params={"clientApiId": CT_TOKEN, "dateFrom": "٢٠/١١/٢٠٢٤", "dateTo": "20/11/2024"}, timeout=30
+        urls.calls(),
+        params={"clientApiId": CT_TOKEN, "dateFrom": "٢٠/١١/٢٠٢٤", "dateTo": "20/11/2024"},
+        timeout=30,
     )
     assert "dd/mm/yyyy" in _calltouch_400(r)
 
 
 def test_plans_take_any_calendar_date(api, urls, plans_headers):
     """Plans only store their dates: 01-01-0001 and 31-12-9999 are valid dates (seed 001), no 500."""
-    item = {"source": "yandex", "dateFrom": "01-01-0001", "dateTo": "31-12-9999",
-            "metric": {"type": "Goal", "name": "Заявка", "value": 1}}
+    item = {
+        "source": "yandex",
+        "dateFrom": "01-01-0001",
+        "dateTo": "31-12-9999",
+        "metric": {"type": "Goal", "name": "Заявка", "value": 1},
+    }
     r = requests.post(urls.plans("add"), headers=plans_headers, json={"items": [item]}, timeout=30)
     assert r.status_code in (200, 400), r.text[:300]
     assert r.headers["content-type"].startswith("application/json")
@@ -101,17 +113,26 @@ def test_plans_take_any_calendar_date(api, urls, plans_headers):
 def test_odd_ids_answer_in_the_api_shape(api, urls, oauth, plans_headers, odd):
     """``str.isdigit`` took "²" (and ``int`` refuses 5000 digits): every id in a path, header or query is
     read without raising, and an odd one is "no such thing" in the API's own shape."""
-    r = requests.get(urls.calls(site=odd),  # type: ignore[arg-type]
-                     params={"clientApiId": CT_TOKEN, "dateFrom": "20/11/2024", "dateTo": "20/11/2024"}, timeout=30)
+    r = requests.get(
+        urls.calls(site=odd),  # type: ignore[arg-type]
+        params={"clientApiId": CT_TOKEN, "dateFrom": "20/11/2024", "dateTo": "20/11/2024"},
+        timeout=30,
+    )
     assert r.status_code in (403, 404) and "message" in r.json(), r.text[:200]
-    r = requests.get(urls.requests, params={"clientApiId": CT_TOKEN, "siteId": odd,
-                                            "dateFrom": "11/20/2024", "dateTo": "11/20/2024"}, timeout=30)
+    r = requests.get(
+        urls.requests,
+        params={"clientApiId": CT_TOKEN, "siteId": odd, "dateFrom": "11/20/2024", "dateTo": "11/20/2024"},
+        timeout=30,
+    )
     assert r.status_code == 403 and "message" in r.json(), r.text[:200]
     r = requests.get(urls.requests, params={"clientApiId": CT_TOKEN, "requestId": odd}, timeout=30)
     assert "requestId" in _calltouch_400(r)
     r = requests.get(urls.requests, params={"clientApiId": CT_TOKEN, "requestNumber": odd}, timeout=30)
     assert r.status_code == 200 and r.json() == [], r.text[:200]
-    r = requests.post(urls.plans("add"), headers={**plans_headers, "SiteId": odd}, json={"items": []}, timeout=30)
+    site_header = odd.encode() if not odd.isascii() else odd  # a header is bytes (UTF-8 sent raw)
+    r = requests.post(
+        urls.plans("add"), headers={**plans_headers, "SiteId": site_header}, json={"items": []}, timeout=30
+    )
     assert r.status_code == 403 and "message" in r.json(), r.text[:200]
     r = requests.get(urls.plans(f"{odd}/status"), headers=plans_headers, timeout=30)
     assert r.status_code == 404 and r.json()["data"]["type"] == "apiError", r.text[:200]
@@ -137,7 +158,9 @@ def test_uploadings_paging_odd_values(api, urls, oauth, name, value):
 def test_authorization_scheme_is_case_insensitive(api, urls, scheme):
     """RFC 7235 §2.1: the scheme is case-insensitive (Metrika documents ``OAuth``; ``Bearer`` is the sandbox's
     choice, sandbox/README.md); the token counts against its daily quota whatever the case."""
-    r = requests.get(urls.metrika("calls_uploadings"), headers={"Authorization": f"{scheme} {YM_TOKEN}"}, timeout=30)
+    r = requests.get(
+        urls.metrika("calls_uploadings"), headers={"Authorization": f"{scheme} {YM_TOKEN}"}, timeout=30
+    )
     assert r.status_code == 200, r.text[:200]
     assert api.state()["metrika_quota"]["used"] == {YM_TOKEN: 1}
 
@@ -159,7 +182,10 @@ def test_no_usable_token_is_401(api, urls, header):
 def test_utf16_upload_is_a_clean_encoding_error(api, urls, oauth, encoding, named):
     """A UTF-16/32 file: Metrika's 400 saying it is not UTF-8, with no NUL byte anywhere in the answer."""
     r = requests.post(
-        urls.metrika("upload_calls"), headers=oauth, files={"file": ("c.csv", CSV.encode(encoding))}, timeout=30
+        urls.metrika("upload_calls"),
+        headers=oauth,
+        files={"file": ("c.csv", CSV.encode(encoding))},
+        timeout=30,
     )
     err = _metrika_error(r, 400)
     assert err["error_type"] == "invalid_parameter"
@@ -171,14 +197,20 @@ def test_utf16_upload_is_a_clean_encoding_error(api, urls, oauth, encoding, name
 
 def test_cp1251_upload_names_a_clean_location(api, urls, oauth):
     """A Windows-1251 value: the line and column are named; a header that is not UTF-8 names no column."""
-    data = f"ClientId,DateTime,Tag\n1727978509569360306,1732066244,Звонок\n".encode("cp1251")
+    data = "ClientId,DateTime,Tag\n1727978509569360306,1732066244,Звонок\n".encode("cp1251")
     err = _metrika_error(
-        requests.post(urls.metrika("upload_calls"), headers=oauth, files={"file": ("c.csv", data)}, timeout=30), 400
+        requests.post(
+            urls.metrika("upload_calls"), headers=oauth, files={"file": ("c.csv", data)}, timeout=30
+        ),
+        400,
     )
     assert err["location"] == "line 2, column Tag"
     data = "ClientId,DateTime,Тег\n1,2,3\n".encode("cp1251")
     err = _metrika_error(
-        requests.post(urls.metrika("upload_calls"), headers=oauth, files={"file": ("c.csv", data)}, timeout=30), 400
+        requests.post(
+            urls.metrika("upload_calls"), headers=oauth, files={"file": ("c.csv", data)}, timeout=30
+        ),
+        400,
     )
     assert err["location"] == "line 1"
 
@@ -186,7 +218,9 @@ def test_cp1251_upload_names_a_clean_location(api, urls, oauth):
 def test_control_characters_in_a_column_name_are_escaped(api, urls, oauth):
     """An unknown column named with control characters: the location shows them escaped, not raw."""
     data = b"ClientId,DateTime,X\x01\x1b\n1727978509569360306,1732066244,1\n"
-    r = requests.post(urls.metrika("upload_calls"), headers=oauth, files={"file": ("c.csv", data)}, timeout=30)
+    r = requests.post(
+        urls.metrika("upload_calls"), headers=oauth, files={"file": ("c.csv", data)}, timeout=30
+    )
     err = _metrika_error(r, 400)
     assert err["location"] == "line 1, column X\\x01\\x1b"
     assert b"\x01" not in r.content
@@ -195,7 +229,9 @@ def test_control_characters_in_a_column_name_are_escaped(api, urls, oauth):
 def test_unicode_digit_client_id_is_a_rejected_row(api, urls, oauth):
     """``"²".isdigit()`` is true: a ClientId of Unicode digits is a rejected row, not a valid one."""
     data = "ClientId,DateTime\n1727978509569360306,1732066244\n²,1732066244\n".encode()
-    r = requests.post(urls.metrika("upload_calls"), headers=oauth, files={"file": ("c.csv", data)}, timeout=30)
+    r = requests.post(
+        urls.metrika("upload_calls"), headers=oauth, files={"file": ("c.csv", data)}, timeout=30
+    )
     assert r.status_code == 200, r.text[:300]
     assert (r.json()["uploading"]["source_quantity"], r.json()["uploading"]["line_quantity"]) == (2, 1)
 
@@ -218,11 +254,13 @@ def test_unhandled_exception_is_a_500_in_the_api_shape(api, urls, oauth, plans_h
     api.faults(internal_error=1)
     send = {
         "calls": lambda: requests.get(
-            urls.calls(), params={"clientApiId": CT_TOKEN, "dateFrom": "20/11/2024", "dateTo": "20/11/2024"},
+            urls.calls(),
+            params={"clientApiId": CT_TOKEN, "dateFrom": "20/11/2024", "dateTo": "20/11/2024"},
             timeout=30,
         ),
         "requests": lambda: requests.get(
-            urls.requests, params={"clientApiId": CT_TOKEN, "dateFrom": "11/20/2024", "dateTo": "11/20/2024"},
+            urls.requests,
+            params={"clientApiId": CT_TOKEN, "dateFrom": "11/20/2024", "dateTo": "11/20/2024"},
             timeout=30,
         ),
         "plans": lambda: requests.get(urls.plans("1/status"), headers=plans_headers, timeout=30),
@@ -253,8 +291,10 @@ def test_guard_catches_exceptions_outside_the_routes():
 
     state = SandboxState({"metrika_rps": 1000, "calltouch_rps": 1000})
     client = TestClient(SandboxMiddleware(broken, state), raise_server_exceptions=True)
-    r = client.get("/management/v1/counter/20001/offline_conversions/calls_uploadings",
-                   headers={"Authorization": f"OAuth {YM_TOKEN}"})
+    r = client.get(
+        "/management/v1/counter/20001/offline_conversions/calls_uploadings",
+        headers={"Authorization": f"OAuth {YM_TOKEN}"},
+    )
     assert r.status_code == 500 and r.json()["errors"][0]["error_type"] == "backend_error"
     r = client.get("/calls-service/RestAPI/requests", params={"clientApiId": CT_TOKEN})
     assert r.status_code == 500 and set(r.json()) == {"message"}
