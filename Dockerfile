@@ -33,7 +33,7 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" \
 
 # The package (editable, from /opt/airflow/plugins: the plugins volume of docker-compose.yaml mounts
 # the working tree over it, so code changes need no rebuild) and the sandbox (the API emulator).
-COPY --chown=airflow:0 pyproject.toml README.md /opt/airflow/
+COPY --chown=airflow:0 pyproject.toml README.md LICENSE /opt/airflow/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:0 sandbox/ /opt/airflow/sandbox/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/

@@ -1,7 +1,7 @@
 """Start the sandbox as a subprocess and point Airflow's connections at it.
 
 One piece for everything that runs the emulator next to Airflow: the test session
-(``tests/conftest.py``), ``make demo`` (``tools/demo.py``), ``make up`` (``tools/local_airflow.py``) and
+(``tests/conftest.py``), ``make demo`` (``tools/demo.py``), ``make up`` (``tools/local_airflow/``) and
 the benchmarks. Standard library only, so it can be imported before anything else is set up.
 """
 

@@ -47,6 +47,7 @@ SHARED_SETTINGS = (
     "CALLTOUCH_METRIKA_CONFIG",
     "CALLTOUCH_METRIKA_DATA",
     "AIRFLOW__CORE__TEST_CONNECTION",
+    "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE",
 )
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")

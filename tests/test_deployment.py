@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,45 @@ def test_the_metrika_connection_type_draws_no_rfc3986_warning() -> None:
     assert not [w for w in _uri_warnings(MetrikaHook.conn_type) if "RFC3986" in w]
     # The old name still draws it (this is what the rename removes), and still works through the hook.
     assert [w for w in _uri_warnings("yandex_metrika") if "RFC3986" in w]
+
+
+def test_make_airflow_without_a_running_stack_says_how_to_start_one(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.local_airflow", "airflow", "dags", "list"],
+        cwd=REPO,
+        env={**os.environ, "LOCAL_AIRFLOW_STATE_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1 and "make up" in proc.stderr, proc.stderr
+
+
+def test_the_env_file_sets_the_stack_for_a_plain_shell(tmp_path: Path) -> None:
+    """``source .airflow-local/env`` gives a shell every setting the stack's processes have."""
+    from tools.local_airflow.stack import LocalAirflow
+
+    stack = LocalAirflow(home=tmp_path / "home", api_port=18080, fernet_key="k" * 43 + "=")
+    path = tmp_path / "env"
+    stack.write_env_file(path)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    shell = subprocess.run(
+        ["bash", "-c", f'source "{path}" && env'],
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    got = dict(line.split("=", 1) for line in shell.splitlines() if "=" in line)
+    expected = stack.env()
+    for key in (
+        "AIRFLOW_HOME",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__CORE__TEST_CONNECTION",
+        "AIRFLOW__CORE__DAGS_FOLDER",
+    ):
+        assert got.get(key) == expected[key], key
+    assert got["PATH"].split(":")[0] == str(Path(sys.executable).parent)

@@ -286,6 +286,9 @@ def e2e() -> Iterator[E2E]:
         sandbox_args=SANDBOX_ARGS,
         postgres=PostgresCluster(root=pg_root / "cluster", port=free_port(), bin_dir=bin_dir),
         extra_env={"CALLTOUCH_METRIKA_CONFIG": str(config), "CALLTOUCH_METRIKA_DATA": str(data_dir)},
+        # Not the test session's AIRFLOW_CONN_* (tests/conftest.py's sandbox): the stack creates its
+        # connections in the metadata DB, pointing at its own sandbox, as `make up` does.
+        inherit_connections=False,
     )
     if os.geteuid() == 0:
         import pwd

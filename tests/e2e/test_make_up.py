@@ -90,7 +90,9 @@ def test_up_serves_the_ui_and_down_stops_exactly_what_up_started(state_dir: Path
         f"pipelines:\n  - name: {PIPELINE}\n    site_id: 10001\n    counter_id: 20001\n"
         f"    start_date: {date.today() + timedelta(days=1)}\n    storage_root: {state_dir / 'data'}\n"
     )
-    env = {**os.environ, "CALLTOUCH_METRIKA_CONFIG": str(config)}
+    # A user without connections of their own (not the test session's AIRFLOW_CONN_*): `up` creates them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env["CALLTOUCH_METRIKA_CONFIG"] = str(config)
     api_port, sandbox_port = free_port(), free_port()
     # A bystander in a session of its own, like the processes `up` starts: `down` must not touch it.
     bystander = subprocess.Popen(["sleep", "600"], start_new_session=True)
@@ -111,6 +113,7 @@ def test_up_serves_the_ui_and_down_stops_exactly_what_up_started(state_dir: Path
         password = re.search(r"password:\s+(\S+)", out)
         assert password, out
         assert CALLS_DAG in out.split("Unpaused:", 1)[1].splitlines()[0], out
+        assert "Connections created in the metadata DB: calltouch_default, metrika_default" in out, out
 
         token = requests.post(
             f"{url}/auth/token", json={"username": "admin", "password": password.group(1)}, timeout=30
@@ -233,7 +236,7 @@ def _check_the_cli_reaches_the_stack(
             "bash",
             "-c",
             f'source "{state_dir}/env" && airflow backfill create --dag-id {CALLS_DAG} '
-            f"--from-date {day} --to-date {day}T12:00:00+00:00",
+            f"--from-date {day} --to-date {day}",
         ],
         env={k: v for k, v in env.items() if not k.startswith("AIRFLOW")},
         cwd=REPO,

@@ -204,6 +204,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 break
             time.sleep(2)
         print("Unpaused: " + (", ".join(sorted(unpaused)) or "(no example pipelines found in dags/ yet)"))
+        if stack.created_connections:
+            print(f"Connections created in the metadata DB: {', '.join(stack.created_connections)}")
     except Exception as exc:
         print(f"warning: could not unpause the example pipelines: {exc}", file=sys.stderr)
 

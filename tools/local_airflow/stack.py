@@ -118,6 +118,9 @@ class LocalAirflow:
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     api_secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Keep ``AIRFLOW_CONN_*`` variables of the calling environment (a user's own connections, which then
+    #: win over the ones created in the DB); False for a harness whose environment holds others' (tests).
+    inherit_connections: bool = True
     sandbox_args: list[str] = field(default_factory=list)
     log_server_port: int = field(default_factory=free_port)
     executor: str = "local"
@@ -128,6 +131,8 @@ class LocalAirflow:
     pool_slots: int = POOL_SLOTS
     rate_limit_backend: str | None = None
     components: list[Component] = field(default_factory=list)
+    #: The connection ids ``start`` created in the metadata DB (the others existed or come from variables).
+    created_connections: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.sandbox_port is not None and self.sandbox_url is None:
@@ -174,6 +179,8 @@ class LocalAirflow:
     def env(self) -> dict[str, str]:
         """The environment every Airflow process (and CLI call) gets."""
         env = dict(os.environ)
+        if not self.inherit_connections:
+            env = {k: v for k, v in env.items() if not k.startswith("AIRFLOW_CONN_")}
         env["PATH"] = f"{venv_bin()}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
         env.update(
             {
@@ -214,6 +221,9 @@ class LocalAirflow:
                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tools.local_airflow.log_server.loopback_hostname",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                # Sensors wait in the triggerer. Said explicitly: the airflow.cfg the CLI writes into
+                # AIRFLOW_HOME holds `default_deferrable = false`, which our sensors would read as a choice.
+                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
                 # The connection form's and list's Test button (off by default in Airflow 3).
                 "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
                 "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES": "airflow.*",
@@ -239,7 +249,8 @@ class LocalAirflow:
     def cli_env(self) -> dict[str, str]:
         """What the Airflow CLI needs on top of the user's own environment to reach this stack."""
         env = self.env()
-        return {k: v for k, v in env.items() if os.environ.get(k) != v}
+        ours = ("AIRFLOW", "CALLTOUCH_METRIKA_", "PYTHONPATH", "PATH")
+        return {k: v for k, v in env.items() if k.startswith(ours) or os.environ.get(k) != v}
 
     def write_env_file(self, path: Path) -> None:
         """A shell file to ``source`` so that ``airflow ...`` talks to this stack (mode 0600: secrets)."""
@@ -316,7 +327,7 @@ class LocalAirflow:
             self.airflow("db", "migrate", timeout=timeout)
             self.airflow("pools", "set", POOL_NAME, str(self.pool_slots), POOL_DESCRIPTION)
             if self.sandbox_url:
-                self.create_connections(sandbox_connections(self.sandbox_url))
+                self.created_connections = self.create_connections(sandbox_connections(self.sandbox_url))
             self.write_passwords()
             bin_airflow = str(venv_bin() / "airflow")
             log_server = [sys.executable, "-m", "tools.local_airflow.log_server"]
