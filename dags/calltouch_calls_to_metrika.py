@@ -13,9 +13,16 @@ from __future__ import annotations
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from calltouch_metrika.config import Pipeline, load_config
-from calltouch_metrika.dag_factory import local_midnight, pipeline_default_args, pool_kwargs
+from calltouch_metrika.dag_factory import (
+    calls_asset,
+    linkage_asset,
+    local_midnight,
+    pipeline_default_args,
+    pool_kwargs,
+)
 from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
 from calltouch_metrika.operators.metrika import MetrikaUploadCallsOperator
+from calltouch_metrika.operators.report import LinkageReportOperator
 from calltouch_metrika.sensors.metrika import UploadStatusSensor
 
 DOC_MD = """
@@ -31,6 +38,9 @@ site **{site_id}** to Metrika counter **{counter_id}** as offline calls.
    `calltouch-metrika {name} site {site_id} <day>`; if that comment already exists in Metrika the
    existing upload is reused, so retries and re-runs never upload a day twice.
 3. **wait** — waits (deferred) until Metrika reports `PROCESSED`; `LINKAGE_FAILURE` → **{on_linkage_failure}**.
+4. **report** — the day's linkage report row (extracted, rejected by reason, uploaded, Metrika's
+   quantities, linked share) under `metrika/linkage/…`; a teardown: it runs whatever happened
+   upstream and never decides the run's state. Shown on the *Linkage report* page (Browse menu).
 
 Trigger with **dry_run** to build and check the CSV without uploading; with **force_reupload**
 to upload again even if this day was already uploaded.
@@ -77,6 +87,7 @@ def build_dag(pipeline: Pipeline) -> DAG:
             storage_root=pipeline.storage_root,
             hash_phone_numbers=pipeline.hash_phone_numbers,
             timezone=pipeline.timezone,
+            outlets=[calls_asset(pipeline)],
             **pool_kwargs(pipeline),
         )
         upload = MetrikaUploadCallsOperator(
@@ -106,7 +117,15 @@ def build_dag(pipeline: Pipeline) -> DAG:
             poke_interval=pipeline.status_poll_seconds,
             timeout=pipeline.status_timeout_hours * 3600,
         )
-        extract >> upload >> wait
+        report = LinkageReportOperator(
+            task_id="report",
+            pipeline=pipeline.name,
+            counter_id=pipeline.counter_id,
+            storage_root=pipeline.storage_root,
+            metrika_conn_id=pipeline.metrika_conn_id,
+            outlets=[linkage_asset(pipeline)],
+        ).as_teardown()
+        extract >> upload >> wait >> report
     return dag
 
 

@@ -86,6 +86,12 @@ async def upload_calls(counter_id: str, request: Request) -> Response:
         is_known_identifier(parsed.client_id_type, row[parsed.identifier], now_ts)
         for row in parsed.valid_rows
     )
+    linked_quantity = sum(
+        1
+        for row in parsed.valid_rows
+        if row.get("StaticCall") != "1"
+        and is_known_identifier(parsed.client_id_type, row[parsed.identifier], now_ts)
+    )
     entry = Upload(
         id=st.next_upload_id,
         counter_id=counter,
@@ -101,6 +107,7 @@ async def upload_calls(counter_id: str, request: Request) -> Response:
         columns=parsed.columns,
         rows=parsed.rows,
         linked=linked,
+        linked_quantity=linked_quantity,
     )
     st.next_upload_id += 1
     st.uploads.append(entry)

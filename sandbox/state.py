@@ -63,6 +63,8 @@ class Upload:
     columns: list[str]
     rows: list[dict[str, str]]
     linked: bool
+    #: dynamic valid rows whose identifier the counter knows (static calls are never linked, api-notes §3.3)
+    linked_quantity: int = 0
 
     def status(self, step_seconds: float, now: float) -> str:
         """Status computed lazily from the time since creation (no background tasks)."""
@@ -74,17 +76,22 @@ class Upload:
 
     def api_view(self, step_seconds: float, now: float) -> dict[str, Any]:
         """The ``OfflineCallsUploading`` object as Metrika returns it."""
-        return {
+        status = self.status(step_seconds, now)
+        view = {
             "id": self.id,
             "create_time": self.create_time,
             "source_quantity": self.source_quantity,
             "line_quantity": self.line_quantity,
             "comment": self.comment,
             "client_id_type": self.client_id_type,
-            "status": self.status(step_seconds, now),
+            "status": status,
             "static_calls_quantity": self.static_calls_quantity,
             "dynamic_calls_quantity": self.dynamic_calls_quantity,
         }
+        if status in ("PROCESSED", "LINKAGE_FAILURE"):
+            # The newest EN page shows linked_quantity (api-notes §3.4): known once the calls are matched.
+            view["linked_quantity"] = self.linked_quantity
+        return view
 
 
 @dataclass
@@ -186,6 +193,7 @@ class SandboxState:
                     "line_quantity": u.line_quantity,
                     "static_calls_quantity": u.static_calls_quantity,
                     "dynamic_calls_quantity": u.dynamic_calls_quantity,
+                    "linked_quantity": u.linked_quantity,
                     "create_time": u.create_time,
                     "columns": u.columns,
                     "rows": u.rows,
