@@ -108,7 +108,11 @@ def linkage_path(
 ) -> ObjectStoragePath:
     """One upload's linkage report row (``{pipeline}.upload-{id}.parquet``; ``{pipeline}.no-upload.parquet``
     for a day with nothing uploaded)."""
-    name = f"{pipeline}.no-upload.parquet" if upload_id is None else f"{pipeline}.upload-{int(upload_id)}.parquet"
+    name = (
+        f"{pipeline}.no-upload.parquet"
+        if upload_id is None
+        else f"{pipeline}.upload-{int(upload_id)}.parquet"
+    )
     return linkage_dir(root, counter_id) / f"date={_day(day)}" / name
 
 

@@ -99,7 +99,9 @@ def test_report_rows_match_the_sandbox_uploads_day_by_day(pipeline: dict, sandbo
     assert len(sandbox.state()["uploads"]) == len(days) - 1
 
 
-def test_dry_run_reports_nothing_and_linkage_failure_is_reported(pipeline: dict, sandbox, monkeypatch) -> None:
+def test_dry_run_reports_nothing_and_linkage_failure_is_reported(
+    pipeline: dict, sandbox, monkeypatch
+) -> None:
     """A dry run writes no row; a day Metrika cannot link fails the run, yet its row is written."""
     from airflow.utils.state import DagRunState
 

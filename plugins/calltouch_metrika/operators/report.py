@@ -74,7 +74,9 @@ class LinkageReportOperator(BaseOperator):
         record = MetrikaHook(metrika_conn_id=self.metrika_conn_id).get_calls_uploading(counter_id, upload_id)
         if record.get("status") not in FINAL_STATUSES:
             self.log.warning(
-                "Upload %s is not final yet (status %s): no report row for it", upload_id, record.get("status")
+                "Upload %s is not final yet (status %s): no report row for it",
+                upload_id,
+                record.get("status"),
             )
             return None
         return record
@@ -111,7 +113,9 @@ class LinkageReportOperator(BaseOperator):
         }
         rows = []
         if not uploads:  # nothing uploaded: no calls, or every call rejected
-            rows.append(linkage_row(LinkageUpload(**base, counts=counts, uploading=None), now=datetime.now(UTC)))
+            rows.append(
+                linkage_row(LinkageUpload(**base, counts=counts, uploading=None), now=datetime.now(UTC))
+            )
         for item in uploads:
             upload_id = int(item["upload_id"])
             record = self._final_record(counter_id, upload_id, waited)
