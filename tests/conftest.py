@@ -103,23 +103,3 @@ def airflow_db() -> Path:
 
     db.resetdb() if os.environ.get("CTM_RESET_DB") else db.initdb()
     return _AIRFLOW_HOME
-
-
-@pytest.fixture(autouse=True)
-def _fresh_assets(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After a test that used the metadata DB, no Asset stays active (as in a fresh deployment).
-
-    An Asset is its name *and* URI; tests give the same pipeline a new storage root each, so the same
-    Asset name gets a new URI, which Airflow keeps inactive (no events, and a task with it in its
-    outlets fails) while the old one is active. Only the scheduler's orphan cleanup frees the name,
-    and ``dag.test()`` has no scheduler: this does that cleanup between tests.
-    """
-    yield
-    if "airflow_db" not in request.fixturenames:
-        return
-    from airflow.models.asset import AssetActive
-    from airflow.utils.session import create_session
-    from sqlalchemy import delete
-
-    with create_session() as session:
-        session.execute(delete(AssetActive))

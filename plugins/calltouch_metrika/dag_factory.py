@@ -96,27 +96,41 @@ def _asset_uri(directory: Any) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-def calls_asset(pipeline: Pipeline) -> Asset:
-    """The Asset a pipeline's calls extract updates: the site's calls dataset (``storage.calls_path``)."""
-    directory = root_path(pipeline.storage_root) / "calltouch" / "calls" / f"site={pipeline.site_id}"
+def _dataset_asset(pipeline: Pipeline, prefix: str, dataset: str, directory: Any, **extra: Any) -> Asset:
+    """A pipeline's dataset as an Asset named ``{prefix}{pipeline}``, URI ``calltouch-metrika://{pipeline}/{dataset}``.
+
+    The URI names the pipeline's dataset, not a location: moving ``storage_root`` keeps the Asset (its
+    events and consumers); the location is in ``extra["path"]`` (without any connection id).
+    """
     return Asset(
-        name=f"{CALLS_ASSET_PREFIX}{pipeline.name}",
-        uri=_asset_uri(directory),
-        group="calltouch",
-        extra={"site_id": pipeline.site_id, "format": "parquet", "partitioning": "date=YYYY-MM-DD"},
+        name=f"{prefix}{pipeline.name}",
+        uri=f"calltouch-metrika://{pipeline.name}/{dataset}",
+        group="calltouch-metrika",
+        extra={"path": _asset_uri(directory), "format": "parquet", **extra},
+    )
+
+
+def calls_asset(pipeline: Pipeline) -> Asset:
+    """The Asset a pipeline's calls extract updates: the site's calls (``storage.calls_path``, a folder per day)."""
+    directory = root_path(pipeline.storage_root) / "calltouch" / "calls" / f"site={pipeline.site_id}"
+    return _dataset_asset(
+        pipeline,
+        CALLS_ASSET_PREFIX,
+        "calls",
+        directory,
+        site_id=pipeline.site_id,
+        partitioning="date=YYYY-MM-DD",
     )
 
 
 def linkage_asset(pipeline: Pipeline) -> Asset:
-    """The Asset a pipeline's linkage report updates (``report.dataset``; one file per upload)."""
+    """The Asset a pipeline's linkage report updates (``report.dataset``: one file per upload and day)."""
     directory = root_path(pipeline.storage_root) / "metrika" / "linkage" / f"counter={pipeline.counter_id}"
-    return Asset(
-        name=f"{LINKAGE_ASSET_PREFIX}{pipeline.name}",
-        uri=_asset_uri(directory),
-        group="metrika",
-        extra={
-            "counter_id": pipeline.counter_id,
-            "format": "parquet",
-            "partitioning": "date=YYYY-MM-DD/{pipeline}.upload-{id}.parquet",
-        },
+    return _dataset_asset(
+        pipeline,
+        LINKAGE_ASSET_PREFIX,
+        "linkage",
+        directory,
+        counter_id=pipeline.counter_id,
+        partitioning="date=YYYY-MM-DD/{pipeline}.upload-{id}.parquet",
     )
