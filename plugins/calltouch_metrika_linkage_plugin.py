@@ -2,7 +2,7 @@
 
 Airflow 3 serves plugin web apps from the API server (``fastapi_apps``, mounted at ``url_prefix``)
 and links them from the navigation (``external_views``; with ``url_route`` the page opens inside the
-UI). The app itself lives in the package (``calltouch_metrika.report.web``); this file only registers it.
+UI). The app itself lives in the package (``calltouch_metrika.linkage.web``); this file only registers it.
 It sits at the top of ``plugins/`` because Airflow's loader skips the package folder (.airflowignore).
 """
 
@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
-from calltouch_metrika.report.web import URL_PREFIX, create_app
+from calltouch_metrika.linkage.web import URL_PREFIX, create_app
 
 
 class LinkageReportPlugin(AirflowPlugin):

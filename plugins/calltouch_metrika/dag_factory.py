@@ -124,7 +124,7 @@ def calls_asset(pipeline: Pipeline) -> Asset:
 
 
 def linkage_asset(pipeline: Pipeline) -> Asset:
-    """The Asset a pipeline's linkage report updates (``report.dataset``: one file per upload and day)."""
+    """The Asset a pipeline's linkage report updates (``linkage.dataset``: one file per upload and day)."""
     directory = root_path(pipeline.storage_root) / "metrika" / "linkage" / f"counter={pipeline.counter_id}"
     return _dataset_asset(
         pipeline,

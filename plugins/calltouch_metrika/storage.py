@@ -99,7 +99,7 @@ def plans_ledger_path(root: str | ObjectStoragePath, site_id: int, sha256: str) 
 
 
 def linkage_dir(root: str | ObjectStoragePath, counter_id: int) -> ObjectStoragePath:
-    """The linkage report files of one counter (``report.dataset``), one ``date=`` folder per day."""
+    """The linkage report files of one counter (``linkage.dataset``), one ``date=`` folder per day."""
     return root_path(root) / "metrika" / "linkage" / f"counter={int(counter_id)}"
 
 

@@ -26,7 +26,7 @@ def pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox, airflow_d
 
 
 def _report(pipeline: dict, first: date, last: date) -> list[dict]:
-    from calltouch_metrika.report.dataset import daily_rows, read_rows
+    from calltouch_metrika.linkage.dataset import daily_rows, read_rows
 
     rows = read_rows(pipeline["storage_root"], pipeline="e2e", counter_id=COUNTER_ID, first=first, last=last)
     return daily_rows(rows)

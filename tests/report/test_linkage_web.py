@@ -27,7 +27,7 @@ PREFIX = "/calltouch-metrika"
 
 
 def _row(root: str, day: date, upload_id: int | None, **over: Any) -> dict[str, Any]:
-    from calltouch_metrika.report.dataset import LinkageUpload, linkage_row, write_linkage
+    from calltouch_metrika.linkage.dataset import LinkageUpload, linkage_row, write_linkage
 
     uploaded = over.pop("uploaded", 90)
     rejected = {"missing_identifier": 7, "outside_linkage_window": 3}

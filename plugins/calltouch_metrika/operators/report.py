@@ -7,7 +7,7 @@ dynamic); the report row needs both, and must be written even when the sensor fa
 tasks: it runs whatever happened upstream, and its own state never decides the run's state.
 
 It reads the XComs of the extract, upload and wait tasks (``xcom_pull``, so a failed or skipped
-upstream task is simply absent), and writes through :mod:`calltouch_metrika.report.dataset`.
+upstream task is simply absent), and writes through :mod:`calltouch_metrika.linkage.dataset`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class LinkageReportOperator(BaseOperator):
 
     def _final_record(self, counter_id: int, upload_id: int, waited: Any) -> dict[str, Any] | None:
         """The final ``uploading`` record: the sensor's XCom, else one GET (None if not final yet)."""
-        from calltouch_metrika.report.dataset import FINAL_STATUSES
+        from calltouch_metrika.linkage.dataset import FINAL_STATUSES
 
         if isinstance(waited, Mapping) and int(waited.get("id", -1)) == upload_id:
             return dict(waited)
@@ -83,7 +83,7 @@ class LinkageReportOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Pull the upstream XComs, build one row per upload, write each file once."""
-        from calltouch_metrika.report.dataset import LinkageUpload, linkage_row, write_linkage
+        from calltouch_metrika.linkage.dataset import LinkageUpload, linkage_row, write_linkage
 
         ti = context["ti"]
         extract = ti.xcom_pull(task_ids=self.extract_task_id)

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from calltouch_metrika.report.query import MAX_DAYS, pipeline_report
+from calltouch_metrika.linkage.query import MAX_DAYS, pipeline_report
 
 COLUMNS = (
     ("day", 10),

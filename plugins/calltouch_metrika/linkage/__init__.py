@@ -1,4 +1,4 @@
-"""Linkage quality at a glance: the report dataset, its query, the command line and the UI page.
+"""Linkage quality at a glance: the report dataset, its query and the UI page (the CLI is ``calltouch_metrika.report``).
 
 * :mod:`.dataset` — the Parquet files (one per upload; documented columns) and their merge per day;
 * :mod:`.query` — one pipeline's report over the last N days, as JSON-able rows (CLI, web page);

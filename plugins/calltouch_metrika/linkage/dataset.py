@@ -314,7 +314,7 @@ def read_rows(
             if not (f.name.startswith(prefix) and f.name.endswith(".parquet")):
                 continue
             with f.open("rb") as fh:
-                table = pq.read_table(io.BytesIO(fh.read()))
+                table = pq.read_table(io.BytesIO(fh.read()), use_threads=False)  # tiny files
             for row in table.to_pylist():
                 row["other_quantities"] = dict(row.get("other_quantities") or [])
                 rows.append(row)

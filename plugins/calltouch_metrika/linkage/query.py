@@ -18,7 +18,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from calltouch_metrika.report.dataset import daily_rows, read_rows, window
+from calltouch_metrika.linkage.dataset import daily_rows, read_rows, window
 
 if TYPE_CHECKING:
     from calltouch_metrika.config import Pipeline, PipelinesConfig

@@ -56,7 +56,7 @@ def _may_read_runs(user: Any, dag_id: str) -> bool:
 
 
 def _pipelines() -> list[Any]:
-    from calltouch_metrika.report.query import calls_pipelines
+    from calltouch_metrika.linkage.query import calls_pipelines
 
     return calls_pipelines()
 
@@ -94,7 +94,7 @@ def create_app() -> FastAPI:
         pipeline: str = Query(..., description="pipeline name (pipelines.yaml)"),
         days: int = Query(30, ge=1, le=366, description="local days ending yesterday"),
     ) -> JSONResponse:
-        from calltouch_metrika.report.query import pipeline_report
+        from calltouch_metrika.linkage.query import pipeline_report
 
         user = await _user(request)
         chosen = next((p for p in await asyncio.to_thread(_pipelines) if p.name == pipeline), None)
