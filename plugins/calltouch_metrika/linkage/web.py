@@ -219,16 +219,18 @@ function drawChart(report) {
                line: {color: "#6a1b9a", width: 2}, connectgaps: false,
                hovertemplate: "%{x}<br>linked share: %{y:.1f} %<extra></extra>"});
   const days = allDays(report.first, report.last);
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const step = days.length > 45 ? 7 : days.length > 20 ? 2 : 1;
+  const ticks = days.filter((d, i) => (days.length - 1 - i) % step === 0);
   const layout = {
-    barmode: "stack", bargap: 0.25, margin: {l: 56, r: 64, t: 28, b: 48},
-    legend: {orientation: "h", y: -0.16},
+    barmode: "stack", bargap: 0.25, margin: {l: 56, r: 64, t: 56, b: 56},
+    legend: {orientation: "h", x: 0, y: 1.12, font: {size: 12}},
     xaxis: {type: "category", categoryorder: "array", categoryarray: days, range: [-0.5, days.length - 0.5],
-            title: {text: "local day (" + report.timezone + ")"}, tickangle: -45},
+            tickvals: ticks, ticktext: ticks.map((d) => Number(d.slice(8)) + " " + MONTHS[Number(d.slice(5, 7)) - 1]),
+            tickangle: 0, title: {text: "local day (" + report.timezone + ")", standoff: 8}},
     yaxis: {title: {text: "calls"}, rangemode: "tozero"},
-    yaxis2: {title: {text: "linked share, %"}, overlaying: "y", side: "right", range: [0, 105],
-             showgrid: false},
-    title: {text: report.pipeline + ": site " + report.site_id + " → counter " + report.counter_id,
-            font: {size: 14}, x: 0.01},
+    yaxis2: {title: {text: "linked share"}, overlaying: "y", side: "right", range: [0, 110],
+             tickvals: [0, 25, 50, 75, 100], ticksuffix: " %", showgrid: false},
   };
   Plotly.react("chart", traces, layout, {displaylogo: false, responsive: true});
 }
