@@ -9,7 +9,7 @@ What it does, for each size (default 100,000 and 1,000,000 calls):
    100,000), i.e. exactly what the extract operator stores;
 2. runs, each in a fresh subprocess so that peak memory (``ru_maxrss``) belongs to one case:
 
-   * **ours**: Parquet row groups -> :func:`~calltouch_metrika.transforms.calls.stream_calls_to_metrika_csv`
+   * **ours**: Parquet row groups -> :func:`~calltouch_metrika.transforms.calls_stream.stream_calls_to_metrika_csv`
      (vectorised ``calls_to_metrika`` per batch + ``pyarrow.csv``), bounded memory;
    * **baseline**: a straightforward row-by-row implementation of the same main rules: Parquet batch
      -> ``to_pylist()``, per row: identifier, DateTime, window, durations, flags, ``phonenumbers``
@@ -17,6 +17,8 @@ What it does, for each size (default 100,000 and 1,000,000 calls):
      memory is bounded too and the comparison is about CPU);
 
 3. prints a table: seconds, rows/s, peak RSS, CSV size, uploaded rows, and the speed-up.
+
+The operator itself (reading, rejects, upload included) is measured by ``bench/upload_operator.py``.
 
 Run: ``.venv/bin/python bench/transform_calls.py`` (about 1-2 minutes on 2 cores);
 ``--sizes 20000`` for a quick check. Figures, not assertions: nothing here is a test.
@@ -151,11 +153,15 @@ def write_parquet(path: Path, total: int, seed: int) -> float:
 def run_ours(parquet: Path, out: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from calltouch_metrika.transforms.calls import TransformOptions, stream_calls_to_metrika_csv
+    from calltouch_metrika.transforms.calls import TransformOptions
+    from calltouch_metrika.transforms.calls_stream import stream_calls_to_metrika_csv
 
     options = TransformOptions(site_id=SITE_ID, price_mode="orders")
     source = pq.ParquetFile(parquet)
-    result = stream_calls_to_metrika_csv(source.iter_batches(batch_size=BATCH), options, now=NOW, sink=out)
+    with out.open("wb") as sink:
+        result = stream_calls_to_metrika_csv(
+            source.iter_batches(batch_size=BATCH), options, now=NOW, sink=sink
+        )
     return {"extracted": result.counts.extracted, "uploaded": result.counts.uploaded}
 
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from sandbox.app import create_app
 from sandbox.config import merged_config
+from sandbox.protocol import protocol_class
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         access_log=False,
         # httptools + uvloop when installed (both are in requirements.lock), else h11 + asyncio: the
-        # faster parser and loop keep arrival timestamps (rate limit) close to the real arrival.
-        http="auto",
+        # faster parser and loop keep arrival timestamps (rate limit) close to the real arrival. The
+        # protocol answers unparseable requests in the API's error shape (sandbox/protocol.py).
+        http=protocol_class(),
         loop="auto",
         lifespan="off",
     )

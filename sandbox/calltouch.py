@@ -7,9 +7,11 @@ with 400 (bad parameter) or 403 (bad token / foreign site); the README's sandbox
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,7 +26,7 @@ from sandbox.errors import (
     plans_missing_field,
     plans_violations,
 )
-from sandbox.generators import call_blocks, generate_requests
+from sandbox.generators import call_blocks, callback_info, generate_calls, generate_requests
 from sandbox.render import Projection
 from sandbox.state import PlansImport, SandboxState
 
@@ -51,6 +53,9 @@ CALL_FILTERS = {
     "uniqTargetOnly": "uniqTargetCall",
     "callbackOnly": "callbackCall",
 }
+#: Source fields the calls diary filters on: ``<field>=<value>`` (exact; SeeTheSun1 sends ``utmMedium=cpc``)
+#: and ``<field>.value`` with ``<field>.filterMode`` startwith|contains|exact (api-notes §1.3, [?]).
+CALL_SOURCE_FILTERS = ("source", "medium", "utmSource", "utmMedium", "utmCampaign", "utmContent", "utmTerm")
 _DIRECT_OVERRIDE = {
     "source": "(direct)",
     "medium": "(none)",
@@ -142,10 +147,52 @@ def _midnight(day: date, tz: ZoneInfo) -> int:
 # --------------------------------------------------------------------------------------------- calls
 
 
+@dataclass(frozen=True)
+class CallSelection:
+    """Which calls a calls-diary request selects (besides the dates): binding and filters.
+
+    ``flags``: boolean fields that must be true (``uniqueOnly`` …); ``matches``: ``(field, wanted, mode)``
+    source filters, compared with the value as sent (``attribution=0`` may turn a call into ``(direct)``).
+    """
+
+    bind_to: str = "call"
+    flags: tuple[str, ...] = ()
+    matches: tuple[tuple[str, str, str], ...] = ()
+    attribution: int | None = None
+
+    @property
+    def filtered(self) -> bool:
+        """Whether any filter applies (else every call of a call-bound past day is selected)."""
+        return bool(self.flags or self.matches)
+
+    def keep(self, record: dict[str, Any]) -> bool:
+        """Whether ``record`` passes the filters."""
+        if not all(record[f] for f in self.flags):
+            return False
+        for name, wanted, mode in self.matches:
+            value = record[name]
+            if self.attribution == 0 and record["_direct0"] and name in _DIRECT_OVERRIDE:
+                value = _DIRECT_OVERRIDE[name]
+            if not _match(value, wanted, mode):
+                return False
+        return True
+
+
 def select_calls(
-    st: SandboxState, site_id: int, date_from: date, date_to: date, bind_to: str, filters: list[str]
+    st: SandboxState,
+    site_id: int,
+    date_from: date,
+    date_to: date,
+    bind_to: str,
+    filters: list[str],
+    matches: tuple[tuple[str, str, str], ...] = (),
+    attribution: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Base records of the range (calls up to "now"), bound by call or session date, filtered."""
+    """Base records of the range (calls up to "now"), bound by call or session date, filtered.
+
+    The plain reference path (tests compare the served bytes with it); the endpoint pages through
+    :func:`page_rendered` instead.
+    """
     cfg = st.config
     tz = ZoneInfo(cfg.site_timezone)
     today, now_ts = _local_today(st)
@@ -163,9 +210,8 @@ def select_calls(
     if bind_to == "session":
         lo, hi = _midnight(date_from, tz), _midnight(date_to + timedelta(days=1), tz)
         out = [r for r in out if r["_session_ts"] is not None and lo <= r["_session_ts"] < hi]
-    for key in filters:
-        out = [r for r in out if r[key]]
-    return out
+    selection = CallSelection(bind_to, tuple(filters), matches, attribution)
+    return [r for r in out if selection.keep(r)]
 
 
 def project_call(
@@ -187,6 +233,8 @@ def project_call(
         for name in blocks:
             out[name] = generated[name]
     out.update(extra)
+    if "callbackInfo" in extra and record["callbackCall"]:
+        out["callbackInfo"] = callback_info(seed, record)
     return out
 
 
@@ -216,6 +264,7 @@ async def calls_diary(site_id: str, request: Request) -> Response:
         if bind_to not in ("call", "session"):
             raise ParamError("Параметр bindTo должен быть call или session")
         filters = [field for name, field in CALL_FILTERS.items() if _flag(params, name)]
+        matches = _source_filters(params)
         blocks = tuple(block for name, block in CALL_BLOCK_FLAGS.items() if _flag(params, name))
         extra: list[str] = []
         if _flag(params, "withText"):
@@ -227,13 +276,15 @@ async def calls_diary(site_id: str, request: Request) -> Response:
     except ParamError as exc:
         return calltouch_message(400, str(exc))
     projection = Projection(attribution, blocks, tuple(extra))
-    rendered = await select_rendered(st, site, date_from, date_to, bind_to, filters, projection)
+    selection = CallSelection(bind_to, tuple(filters), matches, attribution)
     if not paginated:
+        rendered = await select_rendered(st, site, date_from, date_to, selection, projection)
         return _raw_json(b"[" + b",".join(rendered) + b"]")
     page = page or 1
     limit = limit or 1000
-    total = len(rendered)
-    chunk = rendered[(page - 1) * limit : page * limit]
+    total, chunk = await page_rendered(
+        st, site, date_from, date_to, selection, projection, (page - 1) * limit, limit
+    )
     head = f'{{"page":{page},"pageTotal":{(total + limit - 1) // limit},"pageSize":{limit},'
     head += f'"recordsTotal":{total},"records":['
     return _raw_json(head.encode() + b",".join(chunk) + b"]}")
@@ -244,46 +295,158 @@ def _raw_json(body: bytes) -> Response:
     return Response(body, media_type=JSONUtf8Response.media_type)
 
 
+def _source_filters(params: Any) -> tuple[tuple[str, str, str], ...]:
+    """The source filters of a calls-diary query: ``utmMedium=cpc`` and ``<field>.value``/``.filterMode``.
+
+    A ``<name>.value`` for a field the sandbox does not filter on is a 400, not silently ignored.
+    """
+    out: list[tuple[str, str, str]] = []
+    for name in CALL_SOURCE_FILTERS:
+        if params.get(name) is not None:
+            out.append((name, params[name], "exact"))
+    for key in params:
+        name, dot, suffix = key.rpartition(".")
+        if not dot or suffix not in ("value", "filterMode"):
+            continue
+        if name not in CALL_SOURCE_FILTERS:
+            raise ParamError(
+                f"Неизвестный фильтр {key}: поддерживаются {', '.join(CALL_SOURCE_FILTERS)} (.value, .filterMode)"
+            )
+        mode = params.get(f"{name}.filterMode", "exact")
+        if mode not in _FILTER_MODES:
+            raise ParamError(f"Параметр {name}.filterMode должен быть одним из: startwith, contains, exact")
+        if suffix == "value":
+            out.append((name, params[key], mode))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """What every day of one calls-diary request shares: the clock and the session-binding bounds."""
+
+    site_id: int
+    today: date
+    now_ts: int
+    lo: int
+    hi: int
+    days: tuple[date, ...]
+
+
+def _range(st: SandboxState, site_id: int, date_from: date, date_to: date, bind_to: str) -> _Range:
+    tz = ZoneInfo(st.config.site_timezone)
+    today, now_ts = _local_today(st)
+    last = date_to + timedelta(days=_SESSION_LOOKAHEAD_DAYS) if bind_to == "session" else date_to
+    last = min(last, today)
+    days = tuple(_days(date_from, last)) if date_from <= last else ()
+    lo, hi = _midnight(date_from, tz), _midnight(date_to + timedelta(days=1), tz)
+    return _Range(site_id, today, now_ts, lo, hi, days)
+
+
+def _day_key(st: SandboxState, site_id: int, day: date) -> tuple[str, int, date, int, str]:
+    cfg = st.config
+    return (str(cfg.seed), site_id, day, cfg.volume(site_id, day.isoformat()), cfg.site_timezone)
+
+
+def _selected(records: list[dict[str, Any]], rng: _Range, day: date, selection: CallSelection) -> list[int]:
+    """Indexes of the day's records the request selects (calls up to "now", binding, filters)."""
+    partial = day == rng.today
+    session = selection.bind_to == "session"
+    return [
+        i
+        for i, r in enumerate(records)
+        if not (partial and r["timestamp"] > rng.now_ts)
+        and not (session and (r["_session_ts"] is None or not rng.lo <= r["_session_ts"] < rng.hi))
+        and selection.keep(r)
+    ]
+
+
+async def _day_records(st: SandboxState, key: tuple[str, int, date, int, str]) -> list[dict[str, Any]]:
+    """A day's base records: from the cache, else generated in a worker thread (the loop keeps serving)."""
+    records = st.calls_cache.peek(key)
+    if records is None:
+        records = await asyncio.to_thread(generate_calls, *key)
+        st.calls_cache.generated += 1
+        st.calls_cache.put(key, records)
+    return records
+
+
+async def _day_count(st: SandboxState, rng: _Range, day: date, selection: CallSelection) -> int:
+    """How many calls of ``day`` the request selects, without rendering anything.
+
+    A past call-bound day without filters holds exactly its volume (no generation at all); otherwise the
+    count is computed once from the generated records and kept (a small int per day, selection and
+    binding bounds: pure, so it survives resets). Today's count follows the clock and is never kept.
+    """
+    key = _day_key(st, rng.site_id, day)
+    if day != rng.today and selection.bind_to == "call" and not selection.filtered:
+        return key[3]
+    bounds = (rng.lo, rng.hi) if selection.bind_to == "session" else None
+    count_key = (key, selection, bounds)
+    if day != rng.today:
+        hit = st.day_counts.get(count_key)
+        if hit is not None:
+            return hit
+    count = len(_selected(await _day_records(st, key), rng, day, selection))
+    if day != rng.today:
+        st.remember_day_count(count_key, count)
+    return count
+
+
+async def _day_rendered(
+    st: SandboxState, rng: _Range, day: date, selection: CallSelection, projection: Projection
+) -> list[bytes]:
+    """The day's selected calls, each already rendered for ``projection`` (sandbox/render.py)."""
+    records, rendered = await st.rendered_calls.get(_day_key(st, rng.site_id, day), projection)
+    if day != rng.today and selection.bind_to == "call" and not selection.filtered:
+        return rendered  # the cached list itself (never mutated)
+    return [rendered[i] for i in _selected(records, rng, day, selection)]
+
+
 async def select_rendered(
     st: SandboxState,
     site_id: int,
     date_from: date,
     date_to: date,
-    bind_to: str,
-    filters: list[str],
+    selection: CallSelection,
     projection: Projection,
 ) -> list[bytes]:
-    """:func:`select_calls`, but each selected call already rendered as JSON bytes for ``projection``.
-
-    Days are generated and rendered once per projection, off the event loop (:mod:`sandbox.render`);
-    the selection rules (calls up to "now", session binding, filters) are those of :func:`select_calls`.
-    """
-    cfg = st.config
-    tz = ZoneInfo(cfg.site_timezone)
-    today, now_ts = _local_today(st)
-    last = date_to + timedelta(days=_SESSION_LOOKAHEAD_DAYS) if bind_to == "session" else date_to
-    last = min(last, today)
-    seed = str(cfg.seed)
-    lo, hi = _midnight(date_from, tz), _midnight(date_to + timedelta(days=1), tz)
+    """:func:`select_calls`, but each selected call already rendered as JSON bytes for ``projection``."""
+    rng = _range(st, site_id, date_from, date_to, selection.bind_to)
     out: list[bytes] = []
-    for day in _days(date_from, last) if date_from <= last else []:
-        key = (seed, site_id, day, cfg.volume(site_id, day.isoformat()), cfg.site_timezone)
-        records, rendered = await st.rendered_calls.get(key, projection)
-        if day != today and bind_to != "session" and not filters:
-            if not out and day == last:
-                return rendered  # the common case, one whole day: the cached list itself (never mutated)
-            out.extend(rendered)
-            continue
-        for record, text in zip(records, rendered, strict=True):
-            if day == today and record["timestamp"] > now_ts:
-                continue
-            if bind_to == "session" and (
-                record["_session_ts"] is None or not lo <= record["_session_ts"] < hi
-            ):
-                continue
-            if all(record[f] for f in filters):
-                out.append(text)
+    for day in rng.days:
+        rendered = await _day_rendered(st, rng, day, selection, projection)
+        if len(rng.days) == 1:
+            return rendered
+        out.extend(rendered)
     return out
+
+
+async def page_rendered(
+    st: SandboxState,
+    site_id: int,
+    date_from: date,
+    date_to: date,
+    selection: CallSelection,
+    projection: Projection,
+    offset: int,
+    limit: int,
+) -> tuple[int, list[bytes]]:
+    """``(recordsTotal, the page's rendered calls)``: only the days the page touches are rendered.
+
+    Each day's count is cheap (:func:`_day_count`), so a page of a 698-day range costs about what a page
+    of one day costs, instead of rendering every day of the range for every page.
+    """
+    rng = _range(st, site_id, date_from, date_to, selection.bind_to)
+    counts = [await _day_count(st, rng, day, selection) for day in rng.days]
+    out: list[bytes] = []
+    pos = 0
+    end = offset + limit
+    for day, count in zip(rng.days, counts, strict=True):
+        if count and pos < end and pos + count > offset:
+            rendered = await _day_rendered(st, rng, day, selection, projection)
+            out.extend(rendered[max(0, offset - pos) : end - pos])
+        pos += count
+    return pos, out
 
 
 # --------------------------------------------------------------------------------------------- requests

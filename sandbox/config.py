@@ -15,6 +15,45 @@ DEFAULT_CALLTOUCH_TOKEN = "sandbox-ct-token"
 DEFAULT_METRIKA_TOKEN = "sandbox-ym-token"
 MAX_CALLS_PER_DAY = 100_000
 
+#: Metrika's quota error types (api-notes §3.5, "Types of errors"): each is HTTP 429 with this ``error_type``.
+METRIKA_QUOTA_TYPES = (
+    "quota_requests_by_ip",
+    "quota_parallel_requests",
+    "quota_requests_by_uid",
+    "quota_delegate_requests",
+    "quota_grants_requests",
+    "quota_requests_by_counter_id",
+)
+QuotaType = Literal[
+    "quota_requests_by_ip",
+    "quota_parallel_requests",
+    "quota_requests_by_uid",
+    "quota_delegate_requests",
+    "quota_grants_requests",
+    "quota_requests_by_counter_id",
+]
+
+
+class CallsAccounting(BaseModel):
+    """One counter's calls accounting (the extended 21-day linkage period, api-notes §3.3).
+
+    ``enabled`` false: switched off. Otherwise enabled at ``enabled_at`` or ``enabled_days_ago`` days before
+    the sandbox clock (whichever is given; neither: long ago, so the threshold is now - 21 days).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    enabled_days_ago: float | None = Field(None, ge=0)
+    enabled_at: datetime | None = None
+
+    @field_validator("enabled_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
 
 class SandboxConfig(BaseModel):
     """Everything that shapes the sandbox's behaviour; see docs/design.md for each key."""
@@ -29,6 +68,8 @@ class SandboxConfig(BaseModel):
     points_budget: int = Field(1_000_000, ge=0)
     metrika_rps: int = Field(30, ge=1)
     metrika_parallel: int = Field(3, ge=1)
+    metrika_daily_quota: int = Field(5_000, ge=0)
+    calls_accounting: dict[str, CallsAccounting] = Field(default_factory=dict)
     status_step_seconds: float = Field(1.0, ge=0)
     plans_in_progress_seconds: float = Field(1.0, ge=0)
     calltouch_tokens: dict[str, list[int]] = Field(
@@ -50,6 +91,14 @@ class SandboxConfig(BaseModel):
             datetime.strptime(day, "%Y-%m-%d")
             if not 0 <= volume <= MAX_CALLS_PER_DAY:
                 raise ValueError(f"volume_overrides[{key!r}] must be within 0..{MAX_CALLS_PER_DAY}")
+        return value
+
+    @field_validator("calls_accounting")
+    @classmethod
+    def _check_accounting(cls, value: dict[str, CallsAccounting]) -> dict[str, CallsAccounting]:
+        for key in value:
+            if not key.isdigit():
+                raise ValueError(f"calls_accounting key {key!r} must be a counter id")
         return value
 
     @field_validator("site_timezone")
@@ -86,9 +135,12 @@ class Faults(BaseModel):
     fail_5xx: int = Field(0, ge=0)
     fail_5xx_rate: float = Field(0.0, ge=0, le=1)
     burst_429: int = Field(0, ge=0)
+    burst_429_type: QuotaType = "quota_requests_by_ip"
     drop_connection: int = Field(0, ge=0)
     truncate_body: int = Field(0, ge=0)
     lose_upload_response: int = Field(0, ge=0)
+    garbled_body: int = Field(0, ge=0)
+    garbled_endpoint: str | None = None
     plans_status_error: bool = False
     retry_after: int = Field(1, ge=0)
 

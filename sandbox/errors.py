@@ -16,6 +16,27 @@ NGINX_503 = (
 )
 
 
+#: The ``garbled_body`` fault's answer: HTTP 200, the original headers, and this instead of the JSON.
+GARBLED_BODY = (
+    "<!DOCTYPE html><html><head><title>502</title></head><body><p>Ой! Что-то пошло не так</p></body></html>\n"
+).encode()
+
+#: Metrika's quota errors (api-notes §3.5): HTTP 429 whose ``error_type`` names the quota.
+METRIKA_QUOTA_MESSAGES = {
+    "quota_requests_by_ip": "Quota exceeded: quota_requests_by_ip, at most {rps} requests per second from one IP",
+    "quota_parallel_requests": (
+        "Quota exceeded: quota_parallel_requests, at most {parallel} parallel requests per user"
+    ),
+    "quota_requests_by_uid": (
+        "Quota exceeded: quota_requests_by_uid, at most {daily} requests a day per user; "
+        "the quota resets at {reset} (00:00 GMT)"
+    ),
+    "quota_delegate_requests": "Quota exceeded: quota_delegate_requests, too many representatives added",
+    "quota_grants_requests": "Quota exceeded: quota_grants_requests, too many access grants",
+    "quota_requests_by_counter_id": "Quota exceeded: quota_requests_by_counter_id, too many requests for this counter",
+}
+
+
 class JSONUtf8Response(JSONResponse):
     """JSON with non-ASCII text kept as UTF-8 (as both real APIs send Cyrillic)."""
 
@@ -31,6 +52,18 @@ def metrika_body(status: int, error_type: str, message: str, location: str | Non
     if location is not None:
         err["location"] = location
     return {"errors": [err], "code": status, "message": message}
+
+
+def metrika_quota_body(error_type: str, st: Any) -> dict[str, Any]:
+    """The 429 body of Metrika quota ``error_type`` (``st``: the sandbox state, for limits and the clock)."""
+    cfg = st.config
+    message = METRIKA_QUOTA_MESSAGES[error_type].format(
+        rps=cfg.metrika_rps,
+        parallel=cfg.metrika_parallel,
+        daily=cfg.metrika_daily_quota,
+        reset=st.metrika_quota_reset().strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    return metrika_body(429, error_type, message)
 
 
 def metrika_error(

@@ -263,6 +263,8 @@ class CallsCache:
     def __init__(self, size: int = 12) -> None:
         self.size = size
         self._data: OrderedDict[tuple[str, int, date, int, str], list[dict[str, Any]]] = OrderedDict()
+        #: days generated so far (here or by callers that ``put`` what they generated); for GET /_sandbox/state
+        self.generated = 0
 
     def get(self, seed: str, site_id: int, day: date, volume: int, tz_name: str) -> list[dict[str, Any]]:
         """Base call records of one day (generated once, then served from the cache)."""
@@ -272,6 +274,7 @@ class CallsCache:
             self._data.move_to_end(key)
             return hit
         records = generate_calls(seed, site_id, day, volume, tz_name)
+        self.generated += 1
         self.put(key, records)
         return records
 
@@ -436,6 +439,38 @@ def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str
             }
         )
     return records
+
+
+def _pretty_phone(number: str) -> str:
+    """``+7 (9xx) xxx-xx-xx`` for a Russian number, else the number as given."""
+    digits = re.sub(r"\D", "", number)
+    if len(digits) == 11 and digits[0] in "78":
+        return f"+7 ({digits[1:4]}) {digits[4:7]}-{digits[7:9]}-{digits[9:11]}"
+    return number
+
+
+def callback_info(seed: str, record: dict[str, Any]) -> dict[str, Any]:
+    """``callbackInfo`` of a callback call (``withCallbackInfo=true``): the callback widget's form fields.
+
+    The shape is seed 004's ``widgetInfo`` (``{"fields": [{"name", "value"[, "type", "title"]}]}``), which
+    the calls diary is inferred to share for its callback widget (api-notes §1.4 lists the block only).
+    Deterministic per seed and callId.
+    """
+    rng = random.Random(f"{seed}:callback:{record['callId']}")
+    fields: list[dict[str, Any]] = [
+        {"name": "Имя", "value": rng.choice(_NAMES) or "Аноним"},
+        {
+            "name": "Номер телефона",
+            "value": _pretty_phone(record["callerNumber"]),
+            "type": "phone",
+            "title": None,
+        },
+    ]
+    if rng.random() < 0.3:
+        fields.append(
+            {"name": "Удобное время звонка", "value": rng.choice(["Сейчас", "После 18:00", "Утром"])}
+        )
+    return {"fields": fields}
 
 
 def call_blocks(seed: str, record: dict[str, Any], tz_name: str) -> dict[str, Any]:

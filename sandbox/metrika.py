@@ -1,7 +1,8 @@
 """Yandex Metrika management API: offline calls upload, upload status and list (api-notes §3).
 
-Auth is ``Authorization: OAuth <token>`` (``Bearer`` is accepted too): missing or unknown token ->
-401 ``unauthorized``; a counter the token may not access -> 403 ``access_denied``.
+Auth is ``Authorization: OAuth <token>`` (``Bearer`` is accepted too): no token -> 401 ``unauthorized``;
+an unknown token -> 403 ``invalid_token`` (Metrika's error reference, api-notes §3.5); a counter the token
+may not access -> 403 ``access_denied``.
 """
 
 from __future__ import annotations
@@ -27,12 +28,23 @@ def _state(request: Request) -> SandboxState:
     return request.app.state.sandbox
 
 
-def _auth(st: SandboxState, request: Request, counter_id: str) -> tuple[int, Response | None]:
+def _token_counters(st: SandboxState, request: Request) -> tuple[list[int] | None, Response | None]:
+    """The counters of the request's token, or the auth error: 401 without a token, 403 for an unknown one."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.strip().partition(" ")
-    counters = st.config.metrika_tokens.get(token.strip()) if scheme in ("OAuth", "Bearer") else None
+    token = token.strip() if scheme in ("OAuth", "Bearer") else ""
+    if not token:
+        return None, metrika_error(401, "unauthorized", "Unauthorized: an OAuth token is required")
+    counters = st.config.metrika_tokens.get(token)
     if counters is None:
-        return 0, metrika_error(401, "unauthorized", "Unauthorized: a valid OAuth token is required")
+        return None, metrika_error(403, "invalid_token", "Invalid oauth_token")
+    return counters, None
+
+
+def _auth(st: SandboxState, request: Request, counter_id: str) -> tuple[int, Response | None]:
+    counters, error = _token_counters(st, request)
+    if counters is None:
+        return 0, error
     if not counter_id.isdigit():
         return 0, metrika_error(400, "invalid_parameter", f"Invalid counter id {counter_id!r}", "counterId")
     if int(counter_id) not in counters:
@@ -53,7 +65,7 @@ async def upload_calls(counter_id: str, request: Request) -> Response:
         return metrika_error(
             400, "invalid_parameter", "comment must be at most 255 characters long", "comment"
         )
-    goal = params.get("new_goal_name")
+    goal = params.get("new_goal_name") or None  # empty = not given (sandbox/README.md)
     if goal is not None and (not goal.strip() or len(goal) > 255):
         return metrika_error(
             400, "invalid_parameter", "new_goal_name must be 1..255 characters long", "new_goal_name"
@@ -82,14 +94,11 @@ async def upload_calls(counter_id: str, request: Request) -> Response:
         parsed = parse_calls_csv(data, now_ts, client_id_type)
     except CsvError as exc:
         return metrika_error(400, "invalid_parameter", str(exc), exc.location)
-    linked = any(
-        is_known_identifier(parsed.client_id_type, row[parsed.identifier], now_ts)
-        for row in parsed.valid_rows
-    )
-    linked_quantity = sum(
+    threshold = _link_threshold(st, counter)
+    linked = sum(
         1
         for row in parsed.valid_rows
-        if row.get("StaticCall") != "1"
+        if (threshold is None or int(row["DateTime"]) >= threshold)
         and is_known_identifier(parsed.client_id_type, row[parsed.identifier], now_ts)
     )
     entry = Upload(
@@ -106,12 +115,60 @@ async def upload_calls(counter_id: str, request: Request) -> Response:
         dynamic_calls_quantity=parsed.dynamic_calls,
         columns=parsed.columns,
         rows=parsed.rows,
-        linked=linked,
-        linked_quantity=linked_quantity,
+        linked_quantity=linked,
     )
     st.next_upload_id += 1
     st.uploads.append(entry)
     return JSONUtf8Response({"uploading": entry.api_view(st.config.status_step_seconds, time.monotonic())})
+
+
+def _link_threshold(st: SandboxState, counter: int) -> int | None:
+    """Unix time before which an uploaded call does not link; None: no limit.
+
+    Only a counter with an explicit ``calls_accounting`` entry is limited (switched off: nothing links);
+    the default counters link every known identifier, whatever its age (sandbox/README.md).
+    """
+    if str(counter) not in st.config.calls_accounting:
+        return None
+    threshold = st.join_threshold(counter)
+    return 2**63 if threshold is None else int(threshold.timestamp())
+
+
+@router.get(PREFIX + "/offline_conversions/calls_visit_join_threshold")
+async def calls_visit_join_threshold(counter_id: str, request: Request) -> Response:
+    """``{"date": "<ISO UTC>"}``: the earliest time a call can be linked to a visit (api-notes §3.3).
+
+    Calls accounting switched off: 400 ``invalid_parameter`` (the sandbox's choice, sandbox/README.md).
+    """
+    st = _state(request)
+    counter, error = _auth(st, request, counter_id)
+    if error is not None:
+        return error
+    threshold = st.join_threshold(counter)
+    if threshold is None:
+        return metrika_error(
+            400,
+            "invalid_parameter",
+            f"Calls accounting is switched off for counter {counter}: enable it with "
+            "POST offline_conversions/calls_extended_threshold",
+            "counterId",
+        )
+    return JSONUtf8Response({"date": iso_utc(threshold)})
+
+
+@router.api_route(PREFIX + "/offline_conversions/calls_extended_threshold", methods=["POST", "DELETE"])
+async def calls_extended_threshold(counter_id: str, request: Request) -> Response:
+    """Switch calls accounting (the extended 21-day linkage period) on (POST) or off (DELETE).
+
+    Answers ``{"success": true}`` (api-notes §3.3; the shape rym reads). Switching on a counter that is
+    already on keeps its start time; switching on starts the window's growth from now.
+    """
+    st = _state(request)
+    counter, error = _auth(st, request, counter_id)
+    if error is not None:
+        return error
+    st.set_calls_accounting(counter, enabled=request.method == "POST")
+    return JSONUtf8Response({"success": True})
 
 
 @router.get(PREFIX + "/offline_conversions/calls_uploading/{uploading_id}")
@@ -179,11 +236,9 @@ async def counter_info(counter_id: str, request: Request) -> Response:
 async def counters(request: Request) -> Response:
     """The counters the token may access (handy for connection tests)."""
     st = _state(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.strip().partition(" ")
-    ids = st.config.metrika_tokens.get(token.strip()) if scheme in ("OAuth", "Bearer") else None
+    ids, error = _token_counters(st, request)
     if ids is None:
-        return metrika_error(401, "unauthorized", "Unauthorized: a valid OAuth token is required")
+        return error or metrika_error(401, "unauthorized", "Unauthorized: an OAuth token is required")
     rows = [
         {"id": c, "name": f"Sandbox counter {c}", "site": f"counter{c}.example.ru", "status": "Active"}
         for c in ids

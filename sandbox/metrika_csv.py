@@ -14,7 +14,9 @@ Two kinds of failure, by design:
 * **Row rejections** only lower ``line_quantity`` (the row still counts in ``source_quantity``):
   an empty identifier, or a ``ClientId``/``Yclid`` that is not a number.
 
-Optional columns may hold an empty value (meaning "not given").
+Optional columns may hold an empty value (meaning "not given"). A column whose header is empty (R's
+``write.csv`` row names, ``""``) is ignored with its values: not validated, not stored (the sandbox's
+choice for this undocumented case, sandbox/README.md).
 """
 
 from __future__ import annotations
@@ -153,6 +155,9 @@ def parse_calls_csv(data: bytes, now_ts: int, client_id_type: str | None = None)
     except csv.Error as exc:
         raise CsvError(f"Malformed CSV header: {exc}", 1) from None
     seen: set[str] = set()
+    keep = [i for i, name in enumerate(header) if name.strip()]  # unnamed columns are ignored
+    full_width = len(header)
+    header = [header[i] for i in keep]
     for name in header:
         if name not in KNOWN_COLUMNS:
             raise CsvError(f"Unknown column {name!r}", 1, name)
@@ -177,7 +182,7 @@ def parse_calls_csv(data: bytes, now_ts: int, client_id_type: str | None = None)
             identifier,
         )
     parsed = ParsedCsv(columns=list(header), identifier=identifier, client_id_type=kind)
-    width = len(header)
+    width = full_width
     while True:
         try:
             fields = next(reader)
@@ -190,7 +195,7 @@ def parse_calls_csv(data: bytes, now_ts: int, client_id_type: str | None = None)
             continue  # blank line
         if len(fields) != width:
             raise CsvError(f"Expected {width} fields, got {len(fields)}", line)
-        row = dict(zip(header, fields, strict=True))
+        row = dict(zip(header, (fields[i] for i in keep), strict=True))
         for column, value in row.items():
             if column != identifier:
                 _check_value(column, value, line, now_ts)

@@ -8,9 +8,11 @@ callable uvicorn hands to the app is that object's bound method. Clients see exa
 broken network shows them: ``requests`` raises ``ConnectionError`` / ``ChunkedEncodingError``,
 aiohttp ``ServerDisconnectedError`` / ``ClientPayloadError``.
 
-Order per API request: count it -> rate limit / quota (429, not counted in the window) ->
+Order per API request: count it -> rate limit / quota (429, not counted in the window; Metrika:
+``quota_requests_by_ip``, ``quota_parallel_requests``, then the daily ``quota_requests_by_uid``) ->
 Calltouch points (429 ``pointsLimitExceeded``) -> latency -> drop / 429 burst / 5xx faults ->
-the app -> lost or truncated response faults. ``/_sandbox/*`` is never limited nor faulted.
+the app -> lost, truncated or garbled response faults. A trailing slash is served as the path
+without it. ``/_sandbox/*`` is never limited nor faulted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from sandbox.errors import CALLTOUCH_429_TEXT, NGINX_503, POINTS_EXHAUSTED, metrika_body
+from sandbox.errors import (
+    CALLTOUCH_429_TEXT,
+    GARBLED_BODY,
+    NGINX_503,
+    POINTS_EXHAUSTED,
+    metrika_body,
+    metrika_quota_body,
+)
 from sandbox.state import SandboxState
 
 Scope = MutableMapping[str, Any]
@@ -42,7 +51,13 @@ def classify(path: str) -> tuple[str | None, str]:
             return "calltouch", "plans_add"
         return "calltouch", "plans_status" if path.rstrip("/").endswith("/status") else "calltouch_other"
     if path.startswith("/management/"):
-        for name in ("upload_calls", "calls_uploadings", "calls_uploading"):
+        for name in (
+            "upload_calls",
+            "calls_uploadings",
+            "calls_uploading",
+            "calls_visit_join_threshold",
+            "calls_extended_threshold",
+        ):
             if f"/{name}" in path:
                 return "metrika", name
         return "metrika", "metrika_other"
@@ -83,6 +98,11 @@ class SandboxMiddleware:
         if api is None:
             await self.app(scope, receive, send)
             return
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            # served as without the slash (no 307 redirect: clients would re-send the request, and a
+            # redirected POST with a body is not re-sent by every client)
+            scope = dict(scope, path=path.rstrip("/"), raw_path=scope.get("raw_path", b"").rstrip(b"/"))
         st = self.state
         st.counters.total += 1
         st.counters.by_api[api] = st.counters.by_api.get(api, 0) + 1
@@ -101,7 +121,12 @@ class SandboxMiddleware:
             st.counters.by_status[key] = st.counters.by_status.get(key, 0) + 1
             await _respond(send, status, body, ctype, extra)
 
-        async def reply_429_rate() -> None:
+        async def reply_metrika_429(error_type: str, with_retry_after: bool = True) -> None:
+            extra = [(b"retry-after", retry_after.encode())] if with_retry_after else []
+            body = metrika_quota_body(error_type, st)
+            await reply(429, _json(body), "application/json; charset=utf-8", extra)
+
+        async def reply_429_burst() -> None:
             if api == "calltouch":
                 await reply(
                     429,
@@ -110,44 +135,37 @@ class SandboxMiddleware:
                     [(b"retry-after", retry_after.encode())],
                 )
             else:
-                msg = "Quota exceeded: quota_requests_by_ip (too many requests per second from this IP)"
-                await reply(
-                    429,
-                    _json(metrika_body(429, "quota", msg)),
-                    "application/json; charset=utf-8",
-                    [(b"retry-after", retry_after.encode())],
-                )
+                kind = st.faults.burst_429_type
+                await reply_metrika_429(kind, with_retry_after=kind != "quota_requests_by_uid")
 
         token = ""
         in_flight: dict[str, int] = {}
         if api == "calltouch":
             if not st.calltouch_window.admit(ip, cfg.calltouch_rps, now):
-                await reply_429_rate()
+                await reply_429_burst()
                 return
             if st.points_exhausted():
                 await reply(429, _json(POINTS_EXHAUSTED), "application/json; charset=utf-8")
                 return
         else:
-            for name, value in scope.get("headers", []):
-                if name == b"authorization":
-                    token = value.decode("latin-1").strip()
+            token = _metrika_token(scope)
             if not st.metrika_window.has_room(ip, cfg.metrika_rps, now):
-                await reply_429_rate()
+                await reply_metrika_429("quota_requests_by_ip")
                 return
             if st.metrika_in_flight.get(token, 0) >= cfg.metrika_parallel:
-                msg = "Quota exceeded: quota_parallel_requests (too many parallel requests for this user)"
-                await reply(
-                    429,
-                    _json(metrika_body(429, "quota", msg)),
-                    "application/json; charset=utf-8",
-                    [(b"retry-after", retry_after.encode())],
-                )
+                await reply_metrika_429("quota_parallel_requests")
+                return
+            if token and st.metrika_daily_exhausted(token):
+                # no Retry-After: retrying before 00:00 GMT is pointless; the message says when it resets
+                await reply_metrika_429("quota_requests_by_uid", with_retry_after=False)
                 return
             st.metrika_window.admit(ip, cfg.metrika_rps, now)
+            if token:
+                st.spend_metrika_request(token)
             in_flight = st.metrika_in_flight  # a reset during the request swaps the dict: keep this one
             in_flight[token] = in_flight.get(token, 0) + 1
         try:
-            await self._faulted(scope, receive, send, api, endpoint, faults, reply, reply_429_rate)
+            await self._faulted(scope, receive, send, api, endpoint, faults, reply, reply_429_burst)
         finally:
             if api == "metrika":
                 in_flight[token] -= 1
@@ -196,6 +214,9 @@ class SandboxMiddleware:
             elif faults.truncate_body > 0:
                 faults.truncate_body -= 1
                 mode = "truncate"
+            elif faults.garbled_body > 0 and faults.garbled_endpoint in (None, endpoint):
+                faults.garbled_body -= 1
+                mode = "garble"
 
         start: Message = {}
         chunks: list[bytes] = []
@@ -221,6 +242,16 @@ class SandboxMiddleware:
         if mode == "lose":
             st.counters.by_status["lost"] = st.counters.by_status.get("lost", 0) + 1
             _abort(send)
+        elif mode == "garble":
+            st.counters.by_status["garbled"] = st.counters.by_status.get("garbled", 0) + 1
+            headers = [
+                (k, v)
+                for k, v in start.get("headers", [])
+                if k.lower() not in (b"content-length", b"retry-after")
+            ]
+            headers.append((b"content-length", str(len(GARBLED_BODY)).encode()))
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": GARBLED_BODY, "more_body": False})
         elif mode == "truncate":
             body = b"".join(chunks)
             headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
@@ -230,6 +261,15 @@ class SandboxMiddleware:
             )
             await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
             _abort(send)
+
+
+def _metrika_token(scope: Scope) -> str:
+    """The token of ``Authorization: OAuth <token>`` (or ``Bearer``); "" when there is none."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            return token.strip() if scheme in ("OAuth", "Bearer") else ""
+    return ""
 
 
 def _json(doc: Any) -> bytes:

@@ -77,6 +77,8 @@ class RenderedCalls:
             OrderedDict()
         )
         self._building: dict[tuple[DayKey, Projection], asyncio.Task[Any]] = {}
+        #: (day, projection) renders built so far; for GET /_sandbox/state
+        self.built = 0
 
     async def get(self, key: DayKey, projection: Projection) -> tuple[list[dict[str, Any]], list[bytes]]:
         """The day's base records and, aligned with them, each call's JSON for ``projection``."""
@@ -96,7 +98,10 @@ class RenderedCalls:
         key, projection = full
         try:
             records = self.calls_cache.peek(key)
+            if records is None:
+                self.calls_cache.generated += 1
             records, rendered = await asyncio.to_thread(render_day, records, key, projection)
+            self.built += 1
         finally:
             self._building.pop(full, None)
         self.calls_cache.put(key, records)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox.config import Faults, SandboxConfig, merged_config
@@ -18,6 +18,10 @@ from sandbox.generators import CallsCache
 from sandbox.render import RenderedCalls
 
 METRIKA_STEPS = ("PREPARED", "UPLOADED", "EXPORTED", "MATCHED")
+#: Metrika links a call to a visit at most this long before the upload (seed 000, api-notes §3.3).
+JOIN_WINDOW = timedelta(days=21)
+#: After calls accounting is switched on, uploads link only after about a day (the calls guide, §3.3).
+JOIN_READY_AFTER = timedelta(days=1)
 
 
 class SlidingWindow:
@@ -62,9 +66,12 @@ class Upload:
     dynamic_calls_quantity: int
     columns: list[str]
     rows: list[dict[str, str]]
-    linked: bool
-    #: dynamic valid rows whose identifier the counter knows (static calls are never linked, api-notes §3.3)
-    linked_quantity: int = 0
+    linked_quantity: int
+
+    @property
+    def linked(self) -> bool:
+        """Whether any valid row linked to a visit (else the upload ends in LINKAGE_FAILURE)."""
+        return self.linked_quantity > 0
 
     def status(self, step_seconds: float, now: float) -> str:
         """Status computed lazily from the time since creation (no background tasks)."""
@@ -76,22 +83,18 @@ class Upload:
 
     def api_view(self, step_seconds: float, now: float) -> dict[str, Any]:
         """The ``OfflineCallsUploading`` object as Metrika returns it."""
-        status = self.status(step_seconds, now)
-        view = {
+        return {
             "id": self.id,
             "create_time": self.create_time,
             "source_quantity": self.source_quantity,
             "line_quantity": self.line_quantity,
             "comment": self.comment,
             "client_id_type": self.client_id_type,
-            "status": status,
+            "status": self.status(step_seconds, now),
             "static_calls_quantity": self.static_calls_quantity,
             "dynamic_calls_quantity": self.dynamic_calls_quantity,
+            "linked_quantity": self.linked_quantity,
         }
-        if status in ("PROCESSED", "LINKAGE_FAILURE"):
-            # The newest EN page shows linked_quantity (api-notes §3.4): known once the calls are matched.
-            view["linked_quantity"] = self.linked_quantity
-        return view
 
 
 @dataclass
@@ -127,7 +130,15 @@ class SandboxState:
     def __init__(self, overrides: dict[str, Any] | None = None) -> None:
         self.calls_cache = CallsCache()
         self.rendered_calls = RenderedCalls(self.calls_cache)
+        #: per (day, selection, bounds): how many calls a calls-diary request selects (sandbox.calltouch)
+        self.day_counts: OrderedDict[Any, int] = OrderedDict()
         self.reset(overrides or {})
+
+    def remember_day_count(self, key: Any, count: int, size: int = 200_000) -> None:
+        """Keep a day's selected-calls count (pure in its key, so it survives resets); bounded LRU."""
+        self.day_counts[key] = count
+        while len(self.day_counts) > size:
+            self.day_counts.popitem(last=False)
 
     def reset(self, overrides: dict[str, Any]) -> None:
         """Forget everything; config = defaults + ``overrides`` (validated first, so a bad reset changes nothing)."""
@@ -145,6 +156,8 @@ class SandboxState:
         self.calltouch_window = SlidingWindow()
         self.metrika_window = SlidingWindow()
         self.metrika_in_flight: dict[str, int] = {}
+        self.metrika_daily_day: str | None = None
+        self.metrika_daily_used: dict[str, int] = {}
 
     def configure(self, overrides: dict[str, Any]) -> None:
         """Update the config in place, keeping everything received."""
@@ -174,12 +187,66 @@ class SandboxState:
         self._points_today()
         self.points_spent += 1
 
+    # ----------------------------------------------------------------------------- Metrika daily quota
+    def _metrika_today(self) -> None:
+        today = self.config.clock().astimezone(UTC).date().isoformat()  # resets at 00:00 GMT
+        if today != self.metrika_daily_day:
+            self.metrika_daily_day = today
+            self.metrika_daily_used = {}
+
+    def metrika_daily_exhausted(self, token: str) -> bool:
+        """Whether ``token`` has used today's ``metrika_daily_quota`` (``quota_requests_by_uid``)."""
+        self._metrika_today()
+        return self.metrika_daily_used.get(token, 0) >= self.config.metrika_daily_quota
+
+    def spend_metrika_request(self, token: str) -> None:
+        """Count one admitted Metrika request of ``token`` against today's quota."""
+        self._metrika_today()
+        self.metrika_daily_used[token] = self.metrika_daily_used.get(token, 0) + 1
+
+    def metrika_quota_reset(self) -> datetime:
+        """When the daily per-user quota resets: the next 00:00 GMT by the sandbox clock."""
+        today = self.config.clock().astimezone(UTC).date()
+        return datetime(today.year, today.month, today.day, tzinfo=UTC) + timedelta(days=1)
+
+    # ----------------------------------------------------------------------------- calls accounting
+    def join_threshold(self, counter_id: int) -> datetime | None:
+        """The earliest time a call can be linked to a visit on ``counter_id``; None when accounting is off.
+
+        ``max(now - 21 days, enabled_at + 1 day)``: the window opens about a day after calls accounting is
+        switched on and then grows by a day a day up to 21 days (sandbox/README.md, "Calls accounting").
+        """
+        now = self.config.clock()
+        floor = now - JOIN_WINDOW
+        acc = self.config.calls_accounting.get(str(counter_id))
+        if acc is None:
+            return floor
+        if not acc.enabled:
+            return None
+        enabled_at = acc.enabled_at
+        if enabled_at is None and acc.enabled_days_ago is not None:
+            enabled_at = now - timedelta(days=acc.enabled_days_ago)
+        return floor if enabled_at is None else max(floor, enabled_at + JOIN_READY_AFTER)
+
+    def set_calls_accounting(self, counter_id: int, enabled: bool) -> None:
+        """Switch calls accounting on (from now, unless already on) or off for ``counter_id``."""
+        current = self.config.calls_accounting.get(str(counter_id))
+        if enabled and (current is None or current.enabled):
+            return
+        entry: dict[str, Any] = {"enabled": False}
+        if enabled:
+            entry = {"enabled": True, "enabled_at": self.config.clock()}
+        accounting = {k: v.model_dump() for k, v in self.config.calls_accounting.items()}
+        accounting[str(counter_id)] = entry
+        self.configure({"calls_accounting": accounting})
+
     # ----------------------------------------------------------------------------- views
     def snapshot(self) -> dict[str, Any]:
         """The ``GET /_sandbox/state`` document (docs/design.md)."""
         now = time.monotonic()
         cfg = self.config
         self._points_today()
+        self._metrika_today()
         return {
             "uploads": [
                 {
@@ -216,6 +283,11 @@ class SandboxState:
                 "by_endpoint": dict(self.counters.by_endpoint),
             },
             "points": {"budget": cfg.points_budget, "spent": self.points_spent},
+            "calls_cache": {
+                "days_generated": self.calls_cache.generated,
+                "days_rendered": self.rendered_calls.built,
+            },
+            "metrika_quota": {"daily": cfg.metrika_daily_quota, "used": dict(self.metrika_daily_used)},
             "config": cfg.model_dump(mode="json"),
             "faults": self.faults.model_dump(),
         }

@@ -69,3 +69,53 @@ def test_atomic_write_failure_keeps_old_file(tmp_path: Path) -> None:
         storage.atomic_write(p, broken)
     assert p.read_bytes() == b"good"
     assert [c.name for c in p.parent.iterdir()] == ["calls.parquet"]
+
+
+def test_atomic_open_publishes_only_on_success(tmp_path: Path) -> None:
+    p = storage.root_path(tmp_path) / "x" / "stream.csv"
+    with storage.atomic_open(p) as fh:
+        fh.write(b"a,b\n")
+        assert not p.exists()  # nobody sees a half-written file
+        fh.write(b"1,2\n")
+    assert p.read_bytes() == b"a,b\n1,2\n"
+    with pytest.raises(RuntimeError, match="boom"), storage.atomic_open(p) as fh:
+        fh.write(b"partial")
+        raise RuntimeError("boom")
+    assert p.read_bytes() == b"a,b\n1,2\n"
+    assert sorted(c.name for c in p.parent.iterdir()) == ["stream.csv"]
+
+
+# -- the plans ledger -------------------------------------------------------------------------------
+
+
+def test_plans_ledger_round_trip_and_mark_succeeded_keeps_the_entry(tmp_path: Path) -> None:
+    path = storage.plans_ledger_path(str(tmp_path), 10001, "ab" * 32)
+    assert storage.read_plans_ledger_entry(path) is None
+    storage.write_plans_ledger_entry(
+        path, {"state": "sent", "import_log_id": 7, "file": "p.csv", "rows": [2]}
+    )
+    assert storage.read_plans_ledger_entry(path) == {
+        "state": "sent",
+        "import_log_id": 7,
+        "file": "p.csv",
+        "rows": [2],
+    }
+    storage.mark_plans_ledger_succeeded(str(path), 7)  # the sensor passes the path as a string (XCom)
+    entry = storage.read_plans_ledger_entry(path)
+    assert entry is not None
+    assert (entry["state"], entry["import_log_id"], entry["file"], entry["rows"]) == (
+        "succeeded",
+        7,
+        "p.csv",
+        [2],
+    )
+    assert entry["succeeded_at"].endswith("+00:00")
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", ""])
+def test_unreadable_plans_ledger_entry_means_send_again(tmp_path: Path, text: str) -> None:
+    path = storage.plans_ledger_path(str(tmp_path), 10001, "cd" * 32)
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    assert storage.read_plans_ledger_entry(path) is None

@@ -33,13 +33,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from calltouch_metrika._utils import REPO_ROOT
+from calltouch_metrika.constants import CALLTOUCH_POOL
 from calltouch_metrika.exceptions import ConfigError
 
 CONFIG_ENV = "CALLTOUCH_METRIKA_CONFIG"
 DATA_ENV = "CALLTOUCH_METRIKA_DATA"
 
-#: The repository root: ``plugins/calltouch_metrika/config.py`` -> ``<repo>``.
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -130,7 +130,7 @@ def _check_cron(v: str) -> str:
 def _check_hook_params(params: dict[str, Any], table_name: str) -> dict[str, Any]:
     """Check snake_case Calltouch parameter names against the hook's public mapping table."""
     try:
-        from calltouch_metrika.hooks import calltouch as ct_hooks
+        from calltouch_metrika import constants as ct_hooks  # tables only: no hook import at parse time
     except ImportError:  # pragma: no cover - the hook module is part of the package
         return params
     table = getattr(ct_hooks, table_name, None)
@@ -186,7 +186,7 @@ class Pipeline(_Strict):
     #: Airflow pool the tasks that call Calltouch run in, so that several workers together stay under
     #: Calltouch's 5 requests/s (each task's hook already uses the whole limit: give the pool 1 slot).
     #: The pool must exist (`make up` and docker compose create it); set null to run without one.
-    pool: str | None = "calltouch_api"
+    pool: str | None = CALLTOUCH_POOL
     status_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
     status_timeout_hours: float = Field(default=24.0, gt=0, le=168)
     plans_file: str | None = None

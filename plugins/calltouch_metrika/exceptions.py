@@ -10,12 +10,22 @@ ordinary task failures; the ones that retrying cannot fix are also
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class CalltouchMetrikaError(AirflowException):
-    """Base class of every error raised by this package."""
+    """Base class of every error raised by this package.
+
+    :param status_code: the HTTP status of the API answer the error stems from (``None`` when there was
+        no answer, or the error is not about one). Triggers read it to tell permanent failures (4xx) from
+        transient ones.
+    """
+
+    def __init__(self, *args: object, status_code: int | None = None) -> None:
+        super().__init__(*args)
+        self.status_code: int | None = status_code
 
 
 class AuthenticationError(CalltouchMetrikaError, AirflowFailException):
@@ -32,10 +42,12 @@ class ValidationError(CalltouchMetrikaError, AirflowFailException):
         ``items[3].metric.name`` violations or Metrika's ``errors[]`` (location, message).
     """
 
-    def __init__(self, message: str, violations: Sequence[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self, message: str, violations: Sequence[tuple[str, str]] = (), *, status_code: int | None = None
+    ) -> None:
         self.violations: list[tuple[str, str]] = [(str(f), str(m)) for f, m in violations]
         lines = [message] + [f"{field}: {msg}" if field else msg for field, msg in self.violations]
-        super().__init__("\n".join(lines))
+        super().__init__("\n".join(lines), status_code=status_code)
 
 
 class NotFoundError(CalltouchMetrikaError, AirflowFailException):
@@ -46,7 +58,17 @@ class NotFoundError(CalltouchMetrikaError, AirflowFailException):
 
 
 class QuotaExceededError(CalltouchMetrikaError):
-    """A rate limit or quota (HTTP 429, Calltouch's daily points) stayed exhausted after retries."""
+    """A rate limit or quota (HTTP 429) stayed exhausted after retries, or a daily quota is exhausted.
+
+    A daily quota (Calltouch's API points, Metrika's ``quota_requests_by_uid``) is not retried within the
+    task: the message says when it resets, and :attr:`resets_at` holds that time (aware UTC) when known.
+    """
+
+    def __init__(
+        self, *args: object, status_code: int | None = None, resets_at: datetime | None = None
+    ) -> None:
+        super().__init__(*args, status_code=status_code)
+        self.resets_at = resets_at
 
 
 class ServerError(CalltouchMetrikaError):
@@ -74,9 +96,7 @@ class PlanFileError(CalltouchMetrikaError, AirflowFailException):
 
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
-        super().__init__(
-            f"{len(self.problems)} problem(s) in plan file(s):\n" + "\n".join(self.problems)
-        )
+        super().__init__(f"{len(self.problems)} problem(s) in plan file(s):\n" + "\n".join(self.problems))
 
 
 class ConfigError(CalltouchMetrikaError):

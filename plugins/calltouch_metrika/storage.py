@@ -18,13 +18,17 @@ reader never sees half a file and a re-run simply replaces its own partition.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Callable
-from datetime import date, timedelta
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from airflow.sdk import ObjectStoragePath
+
+from calltouch_metrika.constants import LEDGER_SUCCEEDED
 
 Kind = Literal["calls", "requests"]
 
@@ -94,7 +98,7 @@ def rejects_path(
 
 
 def plans_ledger_path(root: str | ObjectStoragePath, site_id: int, sha256: str) -> ObjectStoragePath:
-    """The ledger entry of one plans batch imported successfully (keyed by the batch's hash)."""
+    """The plans ledger entry of one batch (keyed by the batch's hash); see :func:`read_plans_ledger_entry`."""
     return root_path(root) / "calltouch" / "plans_ledger" / f"site={int(site_id)}" / f"{sha256}.json"
 
 
@@ -116,17 +120,19 @@ def linkage_path(
     return linkage_dir(root, counter_id) / f"date={_day(day)}" / name
 
 
-def atomic_write(path: ObjectStoragePath, write: Callable[[IO[bytes]], object]) -> ObjectStoragePath:
-    """Write ``path`` atomically: ``write(fileobj)`` fills a temporary sibling, which then replaces ``path``.
+@contextmanager
+def atomic_open(path: ObjectStoragePath) -> Iterator[IO[bytes]]:
+    """Open ``path`` for an atomic binary write: yields a temporary sibling, which replaces ``path`` on exit.
 
     On a local disk the final step is a rename (atomic); on object stores it is copy + delete of the
-    temporary object, and the final object appears in one PUT. A failed write leaves no temporary file.
+    temporary object, and the final object appears in one PUT. If the block raises, the temporary
+    file is removed and ``path`` is left as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     try:
         with tmp.open("wb") as fh:
-            write(fh)
+            yield fh
         tmp.move(path)
     except BaseException:
         try:
@@ -135,9 +141,58 @@ def atomic_write(path: ObjectStoragePath, write: Callable[[IO[bytes]], object]) 
         except OSError:  # pragma: no cover - best effort cleanup
             pass
         raise
+
+
+def atomic_write(path: ObjectStoragePath, write: Callable[[IO[bytes]], object]) -> ObjectStoragePath:
+    """Write ``path`` atomically (:func:`atomic_open`): ``write(fileobj)`` fills the temporary sibling."""
+    with atomic_open(path) as fh:
+        write(fh)
     return path
 
 
 def atomic_write_bytes(path: ObjectStoragePath, data: bytes) -> ObjectStoragePath:
     """:func:`atomic_write` for a bytes payload."""
     return atomic_write(path, lambda fh: fh.write(data))
+
+
+# --------------------------------------------------------------------------------------------------
+# The plans ledger: one JSON entry per plans batch (written by the plans import operator and the plans
+# status sensor; the sensor must not import an operator module, so both read and write it here).
+# --------------------------------------------------------------------------------------------------
+
+
+def utc_now_iso() -> str:
+    """Now in UTC as ISO 8601 to the second (``2026-11-30T06:40:00+00:00``): the ledgers' timestamps."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def read_plans_ledger_entry(path: ObjectStoragePath) -> dict[str, Any] | None:
+    """The plans ledger entry at ``path`` (a dict with ``state``: ``sent`` or ``succeeded``), or None.
+
+    None also when the entry is unreadable (not JSON, not an object, an I/O error): the batch is then
+    sent again, which is what an entry that never existed means too.
+    """
+    try:
+        if not path.exists():
+            return None
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def write_plans_ledger_entry(path: ObjectStoragePath, entry: dict[str, Any]) -> ObjectStoragePath:
+    """Replace the plans ledger entry at ``path`` with ``entry`` (JSON, atomically)."""
+    return atomic_write_bytes(path, json.dumps(entry, ensure_ascii=False, indent=2).encode())
+
+
+def mark_plans_ledger_succeeded(ledger: str | ObjectStoragePath, import_log_id: int) -> None:
+    """Record in the plans ledger entry at ``ledger`` that import ``import_log_id`` succeeded.
+
+    Keeps what the entry already says (file, rows, sha256) and sets ``state`` to ``succeeded``,
+    ``import_log_id`` and ``succeeded_at`` (UTC, ISO 8601). Such a batch is never sent again unless forced.
+    """
+    path = ledger if isinstance(ledger, ObjectStoragePath) else ObjectStoragePath(str(ledger))
+    entry = read_plans_ledger_entry(path) or {}
+    entry.update(state=LEDGER_SUCCEEDED, import_log_id=int(import_log_id), succeeded_at=utc_now_iso())
+    write_plans_ledger_entry(path, entry)

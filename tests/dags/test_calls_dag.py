@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sensors.calls_pipeline import (
+from tests.helpers import (
     COUNTER_ID,
     SITE_ID,
     clean_rows,
@@ -21,7 +21,7 @@ from tests.sensors.calls_pipeline import (
     task_states,
     xcom,
 )
-from tests.sensors.calls_pipeline import write_config as _write_config
+from tests.helpers import write_config as _write_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 
@@ -172,7 +172,7 @@ def test_manual_run_without_logical_date_processes_yesterday(pipeline: dict, san
 
     from airflow.utils.state import DagRunState
 
-    from tests.sensors.calls_pipeline import load_dag
+    from tests.helpers import load_dag
 
     dr = load_dag(DAG_ID).test(logical_date=None)
     assert dr.state == DagRunState.SUCCESS, task_states(dr)

@@ -66,6 +66,35 @@ def test_upload_path_and_file_object(sandbox: Any, metrika: Any, tmp_path: Path)
         hook.upload_calls(COUNTER, tmp_path / "missing.csv")
 
 
+class _RecordingFile(io.FileIO):
+    """A real file that records the size of every read (to prove the upload streams it)."""
+
+    reads: list[int]
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = super().read(size)
+        self.reads.append(len(chunk))
+        return chunk
+
+
+def test_upload_streams_the_file_in_chunks_and_rewinds_it_for_a_retry(
+    sandbox: Any, metrika: Any, tmp_path: Path
+) -> None:
+    """requests_toolbelt's MultipartEncoder reads the file while sending (bounded memory), never whole."""
+    rows = 40_000  # ~2 MB of CSV
+    path = tmp_path / "big.csv"
+    path.write_bytes(calls_csv(rows))
+    sandbox.faults(burst_429=1, scope="metrika")  # the first attempt is refused: the file is sent twice
+    with _RecordingFile(path, "rb") as fh:
+        fh.reads = []
+        record = metrika().upload_calls(COUNTER, fh, comment="streamed")
+        assert record["source_quantity"] == rows
+        assert sum(fh.reads) >= 2 * path.stat().st_size - 64 * 1024  # read once per attempt
+        assert max(fh.reads) <= 64 * 1024  # in chunks, never the whole file
+    (upload,) = sandbox.state()["uploads"]
+    assert len(upload["rows"]) == rows
+
+
 def test_upload_status_progresses_to_processed(sandbox: Any, metrika: Any, calltouch: Any) -> None:
     sandbox.reset(status_step_seconds=0.05)
     hook = metrika()
@@ -192,7 +221,7 @@ def test_test_connection_good_and_bad(sandbox: Any, metrika: Any, add_connection
         "ym_bad_tc", conn_type="yandex_metrika", host=sandbox.url, password="bad-oauth-token-2"
     )
     ok, message = metrika(bad).test_connection()
-    assert not ok and "401" in message and "bad-oauth-token-2" not in message
+    assert not ok and "403" in message and "bad-oauth-token-2" not in message
     with_counter = add_connection(
         "ym_counter", conn_type="yandex_metrika", host=sandbox.url, password="sandbox-ym-token",
         extra={"counter_id": "20003"},

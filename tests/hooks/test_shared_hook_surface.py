@@ -1,4 +1,4 @@
-"""What both hooks share (hooks/_http.py, written once): HttpHook's generic methods, settings, tokens.
+"""What both hooks share (hooks/_mixins.py and hooks/_transport.py, written once): HttpHook's generic methods, settings, tokens.
 
 ``TransportHookMixin`` gives CalltouchHook and MetrikaHook the same ``run`` / ``get_conn`` /
 ``check_response`` / ``transport``, each adding its own credentials; ``transport_settings`` validates

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from calltouch_metrika.operators.calltouch import CalltouchExtractOperator, local_interval
-from tests.sensors.calls_pipeline import SITE_ID, recent_day, run_dag, task_states, write_config, xcom
+from tests.helpers import SITE_ID, recent_day, run_dag, task_states, write_config, xcom
 
 DAG_ID = "calltouch_calls_to_metrika__e2e"
 

@@ -11,8 +11,9 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from calltouch_metrika.exceptions import AuthenticationError, PlanFileError, ValidationError
 from calltouch_metrika.hooks.calltouch import CalltouchHook
-from calltouch_metrika.operators.calltouch_plans import PlansImportOperator, as_bool, read_ledger_entry
+from calltouch_metrika.operators.calltouch_plans import PlansImportOperator
 from calltouch_metrika.sensors.calltouch import PlansImportStatusSensor
+from calltouch_metrika.storage import read_plans_ledger_entry
 from calltouch_metrika.transforms.plans import PlanBatch, map_violations
 from tests.helpers import SEED_BODY_ITEMS, SEED_PLAN_ROWS, write_plan
 
@@ -52,7 +53,7 @@ def test_seed_example_body_is_accepted_through_the_operator(sandbox: Any, tmp_pa
     assert [(o["import_log_id"], o["rows"], o["file"], o["site_id"]) for o in out] == [
         (state[0]["id"], [2, 3, 4], "seed.csv", SITE_ID)
     ]
-    entry = read_ledger_entry(_ledger(out[0]))
+    entry = read_plans_ledger_entry(_ledger(out[0]))
     assert entry is not None and entry["state"] == "sent" and entry["import_log_id"] == state[0]["id"]
     assert Path(out[0]["ledger"].removeprefix("file://")).is_relative_to(
         tmp_path / "data" / "calltouch" / "plans_ledger" / f"site={SITE_ID}"
@@ -215,7 +216,7 @@ def test_250_rows_are_sent_in_three_batches_and_three_statuses_awaited(sandbox: 
     statuses = waiter(out).execute(context={})
     assert statuses == {str(p["id"]): "success" for p in state}
     assert [p["status"] for p in imports_of(sandbox)] == ["success"] * 3
-    assert [read_ledger_entry(_ledger(o))["state"] for o in out] == ["succeeded"] * 3
+    assert [read_plans_ledger_entry(_ledger(o))["state"] for o in out] == ["succeeded"] * 3
 
 
 def test_unchanged_file_sends_nothing(sandbox: Any, tmp_path: Path) -> None:
@@ -256,12 +257,12 @@ def test_sent_but_not_awaited_batches_are_checked_not_resent(sandbox: Any, tmp_p
     sandbox.reset(plans_in_progress_seconds=0)
     plan = write_plan(tmp_path / "p.csv", SEED_PLAN_ROWS)
     first = importer(plan, tmp_path / "data").execute(context={})
-    assert read_ledger_entry(_ledger(first[0]))["state"] == "sent"
+    assert read_plans_ledger_entry(_ledger(first[0]))["state"] == "sent"
 
     again = importer(plan, tmp_path / "data").execute(context={})
     assert again == []
     assert len(imports_of(sandbox)) == 1
-    assert read_ledger_entry(_ledger(first[0]))["state"] == "succeeded"
+    assert read_plans_ledger_entry(_ledger(first[0]))["state"] == "succeeded"
 
 
 def test_in_progress_batch_from_an_earlier_run_is_awaited_again(sandbox: Any, tmp_path: Path) -> None:
@@ -285,7 +286,7 @@ def test_failed_import_is_sent_again_next_run(sandbox: Any, tmp_path: Path) -> N
     again = importer(plan, tmp_path / "data").execute(context={})
     assert [o["import_log_id"] for o in again] == [2]
     assert waiter(again).execute(context={}) == {"2": "success"}
-    assert read_ledger_entry(_ledger(again[0]))["state"] == "succeeded"
+    assert read_plans_ledger_entry(_ledger(again[0]))["state"] == "succeeded"
 
 
 def test_dry_run_sends_and_writes_nothing(sandbox: Any, tmp_path: Path) -> None:
@@ -321,15 +322,3 @@ def test_sample_file_name_resolves_under_include_plans(sandbox: Any, tmp_path: P
     ).execute(context={})
     assert [o["file"] for o in out] == ["plans_10001.csv"]
     assert len(imports_of(sandbox)[0]["items"]) == 13
-
-
-@pytest.mark.parametrize(
-    ("raw", "want"), [(True, True), ("True", True), ("false", False), ("", False), (None, False)]
-)
-def test_as_bool(raw: Any, want: bool) -> None:
-    assert as_bool(raw) is want
-
-
-def test_as_bool_refuses_garbage() -> None:
-    with pytest.raises(ValueError, match="not a yes/no value"):
-        as_bool("maybe")

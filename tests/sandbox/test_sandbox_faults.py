@@ -96,7 +96,7 @@ def test_burst_429_uses_each_api_body(api, urls, ct_params, oauth):
     ct = requests.get(urls.calls(), params=ct_params, timeout=30)
     ym = requests.get(urls.metrika("calls_uploadings"), headers=oauth, timeout=30)
     assert ct.status_code == 429 and ct.text == "Too Many Requests" and ct.headers["Retry-After"] == "3"
-    assert ym.status_code == 429 and ym.json()["errors"][0]["error_type"] == "quota"
+    assert ym.status_code == 429 and ym.json()["errors"][0]["error_type"] == "quota_requests_by_ip"
     assert requests.get(urls.calls(), params=ct_params, timeout=30).status_code == 200
 
 

@@ -88,7 +88,7 @@ def test_metrika_rps_quota(sandbox, urls, oauth):
         results = [s.get(urls.metrika("calls_uploadings"), headers=oauth, timeout=30) for _ in range(5)]
     assert [r.status_code for r in results] == [200, 200, 200, 429, 429]
     body = results[-1].json()
-    assert body["code"] == 429 and body["errors"][0]["error_type"] == "quota"
+    assert body["code"] == 429 and body["errors"][0]["error_type"] == "quota_requests_by_ip"
     assert "quota_requests_by_ip" in body["message"]
 
 
@@ -99,6 +99,7 @@ def test_metrika_parallel_quota(sandbox, urls, oauth):
     assert codes == [200, 200, 200, 429, 429]
     rejected = [r.json() for r in results if r.status_code == 429]
     assert all(
-        "quota_parallel_requests" in b["message"] and b["errors"][0]["error_type"] == "quota"
+        "quota_parallel_requests" in b["message"]
+        and b["errors"][0]["error_type"] == "quota_parallel_requests"
         for b in rejected
     )

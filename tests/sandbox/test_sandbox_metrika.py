@@ -187,17 +187,26 @@ def test_missing_file_field(api, urls, oauth):
 
 
 @pytest.mark.parametrize(
-    "header", [{}, {"Authorization": "OAuth wrong"}, {"Authorization": "sandbox-ym-token"}]
+    ("header", "status", "error_type"),
+    [
+        ({}, 401, "unauthorized"),
+        ({"Authorization": "sandbox-ym-token"}, 401, "unauthorized"),  # no OAuth scheme: no token given
+        ({"Authorization": "OAuth wrong"}, 403, "invalid_token"),
+        ({"Authorization": "Bearer wrong"}, 403, "invalid_token"),
+    ],
 )
-def test_unauthorized_is_401(api, urls, header):
+def test_missing_token_is_401_wrong_token_is_403(api, urls, header, status, error_type):
+    """Metrika's error reference (api-notes §3.5): ``unauthorized`` 401 without a token, ``invalid_token`` 403."""
     for r in (
         upload(urls, header, f"ClientId,DateTime\n{KNOWN},{TS}\n"),
         requests.get(urls.metrika("calls_uploadings"), headers=header, timeout=30),
         requests.get(urls.metrika("calls_uploading/1"), headers=header, timeout=30),
+        requests.get(urls.metrika("calls_visit_join_threshold"), headers=header, timeout=30),
+        requests.get(f"{urls.base}/management/v1/counters", headers=header, timeout=30),
     ):
-        assert r.status_code == 401
+        assert r.status_code == status
         body = r.json()
-        assert body["code"] == 401 and body["errors"][0]["error_type"] == "unauthorized"
+        assert body["code"] == status and body["errors"][0]["error_type"] == error_type
 
 
 def test_foreign_counter_is_403(api, urls, oauth):

@@ -114,6 +114,28 @@ def test_deferrable_does_not_defer_when_already_finished(sandbox) -> None:
     assert record["status"] == "PROCESSED"
 
 
+@pytest.mark.integration
+def test_garbled_first_status_checks_are_retried(sandbox) -> None:
+    """Issue 13 §4: a non-JSON 200 to the sensor's first check (and to the trigger's first poll) is transient."""
+    sandbox.configure(status_step_seconds=3600)  # still in progress at the first check: the sensor defers
+    upload_id = _upload()
+    sandbox.faults(garbled_body=1, scope="metrika")
+    sensor = _sensor({"upload_id": upload_id}, poke_interval=0.2, max_poke_interval=0.5, timeout=60)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    sandbox.configure(status_step_seconds=0)
+    sandbox.faults(garbled_body=1, scope="metrika")
+
+    async def first_event() -> dict:
+        async for event in deferred.value.trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    record = sensor.execute_complete({}, asyncio.run(first_event()))
+    assert record["status"] == "PROCESSED" and record["id"] == upload_id
+    assert sandbox.state()["requests"]["by_status"].get("garbled") == 2
+
+
 def _logged(capfd: pytest.CaptureFixture[str]) -> str:
     out, err = capfd.readouterr()
     return out + err

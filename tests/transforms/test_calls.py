@@ -24,10 +24,10 @@ from calltouch_metrika.transforms.calls import (
     calls_to_metrika,
     metrika_client_id_type,
     metrika_csv_bytes,
-    stream_calls_to_metrika_csv,
     upload_columns,
     write_metrika_csv,
 )
+from calltouch_metrika.transforms.calls_stream import stream_calls_to_metrika_csv
 from calltouch_metrika.transforms.records import calls_to_table
 
 NOW = datetime(2024, 11, 26, 0, 0, tzinfo=UTC)
@@ -423,16 +423,19 @@ def test_tag_quoting_survives_a_csv_parser():
     assert data.decode("utf-8")  # UTF-8, Cyrillic intact
 
 
-def test_write_to_path_and_stream_returns_bytes_written(tmp_path):
+def test_write_to_a_file_returns_bytes_written_and_never_opens_a_path(tmp_path):
     result = run([call(1), call(2)])
     path = tmp_path / "calls.csv"
-    written = write_metrika_csv(result.upload, path)
+    with path.open("wb") as fh:
+        written = write_metrika_csv(result.upload, fh)
     assert written == path.stat().st_size > 0
     buffer = io.BytesIO()
     assert write_metrika_csv(result.upload, buffer) == written
     assert not buffer.closed
     assert buffer.getvalue() == path.read_bytes()
-    assert write_metrika_csv(result.upload, str(path)) == written
+    for not_a_file in (path, str(path)):  # a transform performs no I/O of its own
+        with pytest.raises(TypeError, match="binary file object"):
+            write_metrika_csv(result.upload, not_a_file)
 
 
 def test_write_accepts_plain_pandas_frames_without_float_artefacts():
@@ -481,7 +484,8 @@ def test_streaming_by_batches_matches_the_whole(tmp_path):
     assert streamed.counts == whole.counts
     assert streamed.counts.rejects_by_reason["duplicate_call"] == 2
     pd.testing.assert_frame_equal(streamed.rejects, whole.rejects)
-    empty = stream_calls_to_metrika_csv([], options, now=NOW, sink=tmp_path / "empty.csv")
+    with (tmp_path / "empty.csv").open("wb") as fh:
+        empty = stream_calls_to_metrika_csv([], options, now=NOW, sink=fh)
     assert (tmp_path / "empty.csv").read_bytes() == expected.split(b"\n")[0] + b"\n"
     assert empty.counts.extracted == 0
 
@@ -501,6 +505,7 @@ def test_transforms_do_not_import_airflow():
     code = (
         "import sys\n"
         "import calltouch_metrika.transforms.calls, calltouch_metrika.transforms.records\n"
+        "import calltouch_metrika.transforms.calls_stream, calltouch_metrika.transforms.metrika_csv\n"
         "bad = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
         "assert not bad, bad\n"
     )

@@ -235,3 +235,46 @@ def test_server_violations_map_back_to_file_rows() -> None:
         "big.csv:rows 102-151: items: Эта коллекция должна содержать 1 элемент или больше.",
         'big.csv:rows 102-151: request: В запросе не указано обязательное поле "dateTo"',
     ]
+
+
+# ------------------------------------------------------------------ issue 13 §3
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999999", "9223372036854775808", "-9223372036854775809"])
+def test_value_beyond_a_signed_64_bit_integer_is_rejected(value: str) -> None:
+    assert problems_of(plan_csv(f"2021-04-01,2021-04-01,yandex,,,,,Лиды,Все лиды,{value}")) == [
+        f"plan.csv:2: value: {value} is out of range: a plan value is a signed 64-bit integer (|value| < 2^63)"
+    ]
+
+
+def test_the_64_bit_bounds_themselves_are_accepted() -> None:
+    rows = parse_plan_csv(
+        plan_csv(
+            "2021-04-01,2021-04-01,yandex,,,,,Лиды,Все лиды,9223372036854775807",
+            "2021-04-02,2021-04-02,yandex,,,,,Лиды,Все лиды,-9223372036854775808",
+        ),
+        file="plan.csv",
+    )
+    assert [r.item["metric"]["value"] for r in rows] == [2**63 - 1, -(2**63)]
+
+
+@pytest.mark.parametrize(
+    ("column", "cells", "char"),
+    [
+        ("content", "yandex,cpc,april,sa\x00le,", "U+0000"),
+        ("source", "yan\x07dex,,,,", "U+0007"),
+        ("keyword", "yandex,,,,key\u202eword", "U+202E"),
+        ("campaign", "yandex,,\x1bapril,,", "U+001B"),
+    ],
+)
+def test_control_and_bidi_characters_in_a_text_field_are_rejected(column: str, cells: str, char: str) -> None:
+    problems = problems_of(plan_csv(f"2021-04-01,2021-04-01,{cells},Лиды,Все лиды,1"))
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        f"plan.csv:2: {column}: contains the invisible character {char} at position "
+    )
+
+
+def test_control_character_in_metric_name_is_named_too() -> None:
+    problems = problems_of(plan_csv("2021-04-01,2021-04-01,yandex,,,,,Лиды,Все\x00лиды,1"))
+    assert problems[0].startswith("plan.csv:2: metric_name: contains the invisible character U+0000")

@@ -127,9 +127,29 @@ def test_aliases_and_letter_case():
     assert rows[1]["clientId"] == "canonical"
 
 
-def test_non_mapping_record_is_a_clear_error():
-    with pytest.raises(TypeError, match=r"call record #1 is a list"):
-        calls_to_table([{"callId": 1}, [1, 2]])
+@pytest.mark.parametrize("item", [None, [], [1, 2], "str", 123, 1.5, True])
+def test_non_mapping_record_becomes_a_malformed_row_not_an_error(item):
+    """Issue 13 §2: one non-object item in a page must not fail the day (it used to raise TypeError)."""
+    table = calls_to_table([{"callId": 1}, item, {"callId": 3}])
+    assert table.num_rows == 3 and table.schema.equals(CALLS_SCHEMA, check_metadata=False)
+    rows = table.to_pylist()
+    assert [r["callId"] for r in rows] == [1, None, 3]
+    assert rows[0]["malformedRecord"] is None and rows[2]["malformedRecord"] is None
+    assert json.loads(rows[1]["malformedRecord"]) == item
+    assert all(v is None for k, v in rows[1].items() if k not in ("malformedRecord", "phonesHashed"))
+
+
+def test_malformed_record_key_in_the_data_is_ignored():
+    table = calls_to_table([{"callId": 1, "malformedRecord": "x", "MALFORMEDRECORD": "y"}])
+    assert table.column("malformedRecord").to_pylist() == [None]
+
+
+def test_identifier_float_beyond_2_53_keeps_its_exponent_form():
+    """A JSON float such as 1.6900000001234567e18 lost digits: it must not read as an integer id."""
+    table = calls_to_table(
+        [{"callId": 1, "yaClientId": 1.6900000001234567e18}, {"callId": 2, "yaClientId": 7.0}]
+    )
+    assert table.column("yaClientId").to_pylist() == [repr(1.6900000001234567e18), "7"]
 
 
 def test_hashing_removes_phone_numbers():

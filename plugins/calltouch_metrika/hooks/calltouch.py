@@ -10,98 +10,50 @@ import. The site id is the hook's ``site_id`` argument, else the connection extr
 The connection's ``host`` alone switches between the sandbox and production.
 
 Rate limit: at most 5 request starts in any rolling ~1 s window per process and API host, paced evenly
-and served first come first served (:func:`~calltouch_metrika.hooks._http.get_limiter`), shared by every
+and served first come first served (:func:`~calltouch_metrika.hooks._ratelimit.get_limiter`), shared by every
 hook instance; for several workers, the operators also take a slot of the Airflow pool ``calltouch_api``.
 Up to ``max_in_flight`` (10) requests are in flight, so slow answers do not leave the rate unused.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Any
 
 from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
 
+from calltouch_metrika.constants import (  # re-exported from here (their former home)
+    CALLS_PARAMS,
+    CALLTOUCH_POOL,
+    REQUESTS_PARAMS,
+)
 from calltouch_metrika.exceptions import (
+    AuthenticationError,
     CalltouchMetrikaError,
     MalformedResponseError,
+    NotFoundError,
     ValidationError,
 )
-from calltouch_metrika.hooks._http import (
-    CALLTOUCH,
+from calltouch_metrika.hooks._errors import ApiSpec, QuotaAnswer, json_or_none
+from calltouch_metrika.hooks._masking import Secrets, add_secret_query_param, snippet
+from calltouch_metrika.hooks._mixins import (
     AsyncTransportHookMixin,
-    Request,
-    Secrets,
-    Transport,
     TransportHookMixin,
-    base_url_from_connection,
-    calltouch_error,
+    check_token,
     connection_token,
-    get_limiter,
-    make_session,
     transport_settings,
-    young_gc_only,
 )
+from calltouch_metrika.hooks._paging import fetch_days
+from calltouch_metrika.hooks._ratelimit import get_limiter
+from calltouch_metrika.hooks._transport import Request, Transport, base_url_from_connection, make_session
+from calltouch_metrika.hooks.calltouch_params import days, map_params  # map_params re-exported
 
-#: snake_case keyword -> Calltouch calls-diary query parameter (api-notes §1.3).
-CALLS_PARAMS: dict[str, str] = {
-    "attribution": "attribution",
-    "bind_to": "bindTo",
-    "unique_only": "uniqueOnly",
-    "target_only": "targetOnly",
-    "uniq_target_only": "uniqTargetOnly",
-    "callback_only": "callbackOnly",
-    "with_call_tags": "withCallTags",
-    "with_comments": "withComments",
-    "with_map_visits": "withMapVisits",
-    "with_orders": "withOrders",
-    "with_yandex_direct": "withYandexDirect",
-    "with_google_adwords": "withGoogleAdwords",
-    "with_text": "withText",
-    "with_dcm": "withDcm",
-    "with_callback_info": "withCallbackInfo",
-    "utm_medium": "utmMedium",
-}
+#: Calls and requests take the token as this query parameter (api-notes §1): scrubbed from every text.
+TOKEN_QUERY_PARAM = "clientApiId"
+add_secret_query_param(TOKEN_QUERY_PARAM)
 
-#: snake_case keyword -> Calltouch requests-journal query parameter (seed 004).
-REQUESTS_PARAMS: dict[str, str] = {
-    "time_from": "timeFrom",
-    "time_to": "timeTo",
-    "attribution": "attribution",
-    "request_number": "requestNumber",
-    "request_id": "requestId",
-    "subject": "subject",
-    "keywords": "keywords",
-    "city": "city",
-    "source": "source",
-    "medium": "medium",
-    "bind_to": "bindTo",
-    "ani_value": "ani.value",
-    "ani_filter_mode": "ani.filterMode",
-    "email_value": "email.value",
-    "email_filter_mode": "email.filterMode",
-    "manager": "manager",
-    "with_map_visits": "withMapVisits",
-    "with_request_tags": "withRequestTags",
-    "with_yandex_direct": "withYandexDirect",
-    "with_google_adwords": "withGoogleAdwords",
-    "with_attrs": "withAttrs",
-    "with_widget_info": "withWidgetInfo",
-    "with_custom_fields": "withCustomFields",
-    "with_dcm": "withDcm",
-}
 
-#: The Airflow pool that operators calling Calltouch run in, so that several workers together stay under
-#: the API's 5 requests/s per IP (this hook's limiter only sees its own process).
-CALLTOUCH_POOL = "calltouch_api"
-
-#: Allowed values of the enumerated parameters.
-BIND_TO_CALLS = ("call", "session")
-BIND_TO_REQUESTS = ("request", "session")
-FILTER_MODES = ("startwith", "contains", "exact")
 #: Calls per page: the API's maximum.
 PAGE_SIZE = 1000
 #: Items per plans-import request (seed 001).
@@ -111,97 +63,6 @@ CALLS_PATH = "/calls-service/RestAPI/{site_id}/calls-diary/calls"
 REQUESTS_PATH = "/calls-service/RestAPI/requests"
 PLANS_ADD_PATH = "/report-service/RestAPI/api/plans-import/add"
 PLANS_STATUS_PATH = "/report-service/RestAPI/api/plans-import/{import_log_id}/status"
-
-_TIME_RE = re.compile(r"^\d{2}:\d{2}:\d{2}$")
-
-
-# --------------------------------------------------------------------------------------------------
-# Parameter mapping (pure)
-# --------------------------------------------------------------------------------------------------
-
-
-def _as_bool(name: str, value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower()
-    raise ValueError(f"{name} must be True or False, not {value!r}")
-
-
-def _as_list(name: str, value: Any) -> str:
-    items = [value] if isinstance(value, str | int) else list(value)
-    if not items:
-        raise ValueError(f"{name} must not be empty")
-    return ",".join(str(v).strip() for v in items)
-
-
-def map_params(params: Mapping[str, Any], table: Mapping[str, str], *, method: str) -> dict[str, str]:
-    """snake_case keyword arguments -> the API's query parameters, validated and formatted.
-
-    :raises TypeError: for a name not in ``table``.
-    :raises ValueError: for a value the API would not accept (the message names the parameter).
-    """
-    unknown = sorted(set(params) - set(table))
-    if unknown:
-        raise TypeError(
-            f"{method}() got unexpected parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(table))}"
-        )
-    bind_to_allowed = BIND_TO_REQUESTS if table is REQUESTS_PARAMS else BIND_TO_CALLS
-    out: dict[str, str] = {}
-    for name, value in params.items():
-        if value is None:
-            continue
-        api_name = table[name]
-        if name.startswith("with_") or name.endswith("_only"):
-            out[api_name] = _as_bool(name, value)
-        elif name == "attribution":
-            if str(value) not in ("0", "1") or isinstance(value, bool):
-                raise ValueError(
-                    f"attribution must be 0 (last interaction) or 1 (last indirect), not {value!r}"
-                )
-            out[api_name] = str(value)
-        elif name == "bind_to":
-            if value not in bind_to_allowed:
-                raise ValueError(f"bind_to must be one of {', '.join(bind_to_allowed)}, not {value!r}")
-            out[api_name] = value
-        elif name.endswith("_filter_mode"):
-            if value not in FILTER_MODES:
-                raise ValueError(f"{name} must be one of {', '.join(FILTER_MODES)}, not {value!r}")
-            out[api_name] = value
-        elif name in ("request_id", "request_number"):
-            out[api_name] = _as_list(name, value)
-        elif name in ("time_from", "time_to"):
-            text = value.strftime("%H:%M:%S") if isinstance(value, time) else str(value)
-            if not _TIME_RE.match(text):
-                raise ValueError(f"{name} must be a time or 'hh:mm:ss', not {value!r}")
-            out[api_name] = text
-        else:
-            out[api_name] = str(value)
-    for mode, val in (("ani_filter_mode", "ani_value"), ("email_filter_mode", "email_value")):
-        if params.get(mode) is not None and params.get(val) is None:
-            raise ValueError(f"{mode} needs {val}")
-    return out
-
-
-def _as_date(name: str, value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip()[:10])
-        except ValueError:
-            pass
-    raise ValueError(f"{name} must be a date or 'YYYY-MM-DD', not {value!r}")
-
-
-def days(date_from: Any, date_to: Any) -> list[date]:
-    """Every day of ``date_from..date_to`` inclusive (validated)."""
-    start, end = _as_date("date_from", date_from), _as_date("date_to", date_to)
-    if start > end:
-        raise ValueError(f"date_from {start} is after date_to {end}")
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 def _site_id(value: Any, source: str) -> int:
@@ -229,6 +90,102 @@ def _resolve_site_id(argument: Any, extra: Mapping[str, Any], conn_id: str) -> i
 
 def _token(conn: Any, conn_id: str) -> str:
     return connection_token(conn, conn_id, kind="Calltouch API token")
+
+
+# --------------------------------------------------------------------------------------------------
+# Calltouch's error answers (given to the shared transport as CALLTOUCH)
+# --------------------------------------------------------------------------------------------------
+
+
+def is_points_exhausted(body: Any) -> bool:
+    """The sandbox's (and our assumed production) shape for an exhausted daily points budget (api-notes §1)."""
+    if not isinstance(body, dict):
+        return False
+    for candidate in (body, body.get("data")):
+        if isinstance(candidate, dict) and str(candidate.get("type", "")).lower() == "pointslimitexceeded":
+            return True
+    return False
+
+
+def calltouch_error(status: int, text: str, *, what: str, secrets: Secrets) -> CalltouchMetrikaError:
+    """Translate a non-retryable Calltouch error answer (seed 001 bodies and plain ones) into a typed error.
+
+    The error's ``status_code`` is ``status``.
+    """
+    body = json_or_none(text)
+    message = None
+    data = body.get("data") if isinstance(body, dict) else None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        message = body["message"]
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        message = data["message"]
+    auth_text = message is not None and "token" in message.lower() and "не найден" in message.lower()
+    if status in (401, 403) or auth_text:
+        reason = f": {secrets.scrub(message)}" if message else ""
+        return AuthenticationError(
+            f"{what}: Calltouch rejected the API token (HTTP {status}{reason}). Check the connection's "
+            f"API token (password) and that its user may access this site.",
+            status_code=status,
+        )
+    if status == 404:
+        api_message = (
+            ((data or {}).get("apiErrorData") or {}).get("errorMessage") if isinstance(data, dict) else None
+        )
+        detail = api_message or message or snippet(text, secrets, 200)
+        return NotFoundError(
+            f"{what}: Calltouch answered 404 Not Found: {secrets.scrub(str(detail))}", status_code=status
+        )
+    if isinstance(data, dict) and data.get("type") == "validationError":
+        raw = (data.get("validationErrorData") or {}).get("violations") or []
+        violations = [
+            (secrets.scrub(str(v.get("fieldPath", ""))), secrets.scrub(str(v.get("message", ""))))
+            for v in raw
+            if isinstance(v, dict)
+        ]
+        return ValidationError(
+            f"{what}: Calltouch rejected the request (HTTP {status}, validation error):",
+            violations,
+            status_code=status,
+        )
+    if isinstance(data, dict) and data.get("type") == "apiError":
+        api = data.get("apiErrorData") or {}
+        detail = api.get("errorMessage") or "API error"
+        extra = f" ({api['errorDescription']})" if api.get("errorDescription") else ""
+        return ValidationError(
+            f"{what}: Calltouch API error {api.get('errorCode', '?')} (HTTP {status}): {secrets.scrub(str(detail))}{extra}",
+            status_code=status,
+        )
+    if message:
+        return ValidationError(
+            f"{what}: Calltouch rejected the request (HTTP {status}): {secrets.scrub(message)}",
+            status_code=status,
+        )
+    return ValidationError(
+        f"{what}: Calltouch rejected the request (HTTP {status}): {snippet(text, secrets)}",
+        status_code=status,
+    )
+
+
+def read_429(text: str, secrets: Secrets) -> QuotaAnswer:
+    """A Calltouch 429: the daily points budget (not retried: it resets daily) or the 5 requests/s limit."""
+    if is_points_exhausted(json_or_none(text)):
+        return QuotaAnswer(
+            detail="pointsLimitExceeded",
+            final=(
+                f"the Calltouch daily API points budget is exhausted ({snippet(text, secrets, 200)}). "
+                f"It resets daily; retry tomorrow or ask Calltouch for more points."
+            ),
+        )
+    return QuotaAnswer(detail=snippet(text, secrets, 200) or "rate limited")
+
+
+#: What the shared transport needs to know about Calltouch.
+CALLTOUCH = ApiSpec(
+    name="Calltouch",
+    error_parser=calltouch_error,
+    read_429=read_429,
+    rate_hint="Lower the request rate (the `calltouch_api` pool, fewer parallel pipelines) or retry later.",
+)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -304,7 +261,8 @@ class CalltouchHook(TransportHookMixin, HttpHook):
         if self._transport is None:
             conn = self.get_connection(self.calltouch_conn_id)
             token = _token(conn, self.calltouch_conn_id)
-            secrets = Secrets(token)
+            secrets = Secrets(token)  # registered with the masker before anything can quote it
+            check_token(token, self.calltouch_conn_id, kind="Calltouch API token")
             self._site_id = _resolve_site_id(self._site_id_arg, conn.extra_dejson, self.calltouch_conn_id)
             self.base_url = base_url_from_connection(conn)
             self._base_url_initialized = True
@@ -336,7 +294,7 @@ class CalltouchHook(TransportHookMixin, HttpHook):
     def _authorize(self, req: Request) -> Request:
         """Calls and requests take the token as the query parameter ``clientApiId``."""
         self._setup()
-        req.params = {"clientApiId": self._token, **(req.params or {})}
+        req.params = {TOKEN_QUERY_PARAM: self._token, **(req.params or {})}
         return req
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
@@ -399,51 +357,8 @@ class CalltouchHook(TransportHookMixin, HttpHook):
     def _pipeline(
         self, the_days: list[date], fetch: Callable[[date, int], tuple[list[dict], int, int | None]]
     ) -> Iterator[tuple[date, list[dict], int | None]]:
-        """Fetch every page of every day with ``max_in_flight`` threads; yield days in order.
-
-        ``fetch(day, page)`` returns ``(records, page_total, records_total)``. Page 1 of a day tells how many
-        pages follow; those go out at once. At most ``max_in_flight + 1`` days are open at a time.
-        """
-        lookahead = self.max_in_flight + 1
-        pages: dict[date, dict[int, list[dict]]] = {}
-        page_totals: dict[date, int] = {}
-        totals: dict[date, int | None] = {}
-        pool = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="calltouch")
-        pending: dict[Future, tuple[date, int]] = {}
-        next_day = 0
-        young_gc = young_gc_only()  # no long GC pauses that waste the limiter's slots (see its doc)
-        young_gc.__enter__()
-        try:
-            while next_day < len(the_days) and next_day < lookahead:
-                day = the_days[next_day]
-                pending[pool.submit(fetch, day, 1)] = (day, 1)
-                next_day += 1
-            for position, day in enumerate(the_days):
-                while not (day in page_totals and len(pages.get(day, {})) >= page_totals[day]):
-                    if not pending:  # pragma: no cover - would mean a bookkeeping bug, never a hang
-                        raise RuntimeError(f"internal error: no request in flight for {day}")
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        got_day, page = pending.pop(future)
-                        records, page_total, records_total = future.result()
-                        pages.setdefault(got_day, {})[page] = records
-                        if page == 1:
-                            page_totals[got_day] = max(page_total, 1)
-                            totals[got_day] = records_total
-                            for extra in range(2, page_total + 1):
-                                pending[pool.submit(fetch, got_day, extra)] = (got_day, extra)
-                day_pages = pages.pop(day)
-                records = [r for p in sorted(day_pages) for r in day_pages[p]]
-                del day_pages
-                yield day, records, totals.pop(day, None)
-                del records
-                if next_day < len(the_days) and next_day <= position + lookahead:
-                    upcoming = the_days[next_day]
-                    pending[pool.submit(fetch, upcoming, 1)] = (upcoming, 1)
-                    next_day += 1
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            young_gc.__exit__(None, None, None)
+        """Every page of every day, ``max_in_flight`` at a time, days yielded in order (see :func:`fetch_days`)."""
+        return fetch_days(the_days, fetch, max_in_flight=self.max_in_flight, thread_name_prefix="calltouch")
 
     def _parse_calls_page(self, body: Any, day: date, page: int) -> tuple[list[dict], int, int | None]:
         where = f"{self._what()}, calls of {day}, page {page}"
@@ -609,7 +524,7 @@ class CalltouchAsyncHook(AsyncTransportHookMixin, HttpAsyncHook):
     """Async counterpart of :class:`CalltouchHook` for triggers, built on the provider's ``HttpAsyncHook``.
 
     Requests go through ``HttpAsyncHook.session()`` / ``AsyncHttpSession.run`` (one attempt each,
-    ``retry_limit=1``); :class:`~calltouch_metrika.hooks._http.AsyncTransportHookMixin` overrides what is
+    ``retry_limit=1``); :class:`~calltouch_metrika.hooks._mixins.AsyncTransportHookMixin` overrides what is
     wrong for us (connection extras as headers, no timeout, the provider's retries) and resolves the
     connection with the async API only (``get_async_connection``), never the sync ``get_connection``.
     Auth: the ``Access-Token`` and ``SiteId`` headers of the plans status call.

@@ -8,31 +8,38 @@ Public surface (``docs/design.md``, "Hooks"): :class:`MetrikaHook` (sync) and :c
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
 
+from calltouch_metrika.constants import MAX_COMMENT
 from calltouch_metrika.exceptions import (
+    AuthenticationError,
     CalltouchMetrikaError,
     MalformedResponseError,
+    NotFoundError,
+    ValidationError,
 )
-from calltouch_metrika.hooks._http import (
-    METRIKA,
+from calltouch_metrika.hooks._errors import ApiSpec, QuotaAnswer, json_or_none
+from calltouch_metrika.hooks._masking import Secrets, snippet
+from calltouch_metrika.hooks._mixins import (
     AsyncTransportHookMixin,
-    MultipartFile,
-    Request,
-    Secrets,
-    Transport,
     TransportHookMixin,
-    base_url_from_connection,
+    check_token,
     connection_token,
-    get_limiter,
-    make_session,
     transport_settings,
+)
+from calltouch_metrika.hooks._ratelimit import get_limiter
+from calltouch_metrika.hooks._transport import (
+    MultipartUpload,
+    Request,
+    Transport,
+    base_url_from_connection,
+    make_session,
 )
 
 CLIENT_ID_TYPES = ("CLIENT_ID", "USER_ID", "YCLID")
-MAX_COMMENT = 255
 PREFIX = "/management/v1/counter/{counter_id}/offline_conversions"
 UPLOAD_PATH = PREFIX + "/upload_calls"
 UPLOADING_PATH = PREFIX + "/calls_uploading/{uploading_id}"
@@ -60,6 +67,106 @@ def _uploading(body: Any, what: str) -> dict:
     if not isinstance(record, dict) or "id" not in record:
         raise MalformedResponseError(f"{what}: Metrika answered without an 'uploading' record")
     return record
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrika's error answers (given to the shared transport as METRIKA)
+# --------------------------------------------------------------------------------------------------
+
+
+def metrika_error(status: int, text: str, *, what: str, secrets: Secrets) -> CalltouchMetrikaError:
+    """Translate a non-retryable Metrika error answer (``{"errors": [...], "code", "message"}``).
+
+    The error's ``status_code`` is ``status``.
+    """
+    body = json_or_none(text)
+    errors = body.get("errors") if isinstance(body, dict) else None
+    errors = [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+    top = body.get("message") if isinstance(body, dict) else None
+    summary = secrets.scrub(str(top)) if top else snippet(text, secrets, 200)
+    if status in (401, 403):
+        types = {str(e.get("error_type")) for e in errors}
+        hint = (  # api-notes §3.5: 401 unauthorized (no token), 403 invalid_token or access_denied
+            "the OAuth token is invalid or expired"
+            if status == 401 or "invalid_token" in types
+            else "the token's user has no access to this counter"
+        )
+        return AuthenticationError(
+            f"{what}: Metrika rejected the request (HTTP {status}: {summary}); {hint}. Check the connection's "
+            f"OAuth token (password) and the counter id.",
+            status_code=status,
+        )
+    if status == 404:
+        return NotFoundError(f"{what}: Metrika answered 404 Not Found ({summary})", status_code=status)
+    violations = [
+        (
+            secrets.scrub(str(e.get("location") or "")),
+            secrets.scrub(f"{e.get('error_type', 'error')}: {e.get('message', '')}"),
+        )
+        for e in errors
+    ]
+    return ValidationError(
+        f"{what}: Metrika rejected the request (HTTP {status}): {summary}", violations, status_code=status
+    )
+
+
+#: Metrika's quota types (the 429 body's ``error_type``; api-notes §3.5, "Types of errors" and "Quotas").
+#: ``"short"``: lifted within seconds, retried with backoff (``Retry-After``). ``"daily"``: lifted at
+#: 00:00 GMT, never retried within a task. ``"hourly"``: lifted at the start of the next hour, not retried.
+#: Quotas whose period the documentation does not give are retried like short ones (bounded attempts),
+#: then reported with their name.
+METRIKA_QUOTAS: dict[str, tuple[str, str]] = {
+    "quota_requests_by_ip": ("short", "30 requests/s from one IP address"),
+    "quota_parallel_requests": ("short", "3 parallel requests per user"),
+    "quota_requests_by_uid": ("daily", "5,000 requests a day per user"),
+    "quota_delegate_requests": ("hourly", "3 added representatives an hour per counter"),
+    "quota_grants_requests": ("short", "requests for access to one counter"),
+    "quota_requests_by_counter_id": ("short", "requests per counter"),
+}
+
+
+def quota_resets_at(period: str, now: datetime) -> datetime:
+    """When a ``"daily"`` (next 00:00 GMT) or ``"hourly"`` (next full hour) Metrika quota is lifted, in UTC."""
+    now = now.astimezone(UTC)
+    if period == "hourly":
+        return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+
+
+def read_429(text: str, secrets: Secrets, *, now: datetime | None = None) -> QuotaAnswer:
+    """A Metrika 429 by the quota its body names: short ones are retried, a daily/hourly one is final.
+
+    The final message names the quota and when it resets as an absolute UTC time.
+    """
+    body = json_or_none(text)
+    errors = body.get("errors") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else None
+    if first is None:
+        return QuotaAnswer(detail=snippet(text, secrets, 200))
+    error_type = str(first.get("error_type") or "quota")
+    detail = secrets.scrub(f"{error_type}: {first.get('message', '')}")
+    period, what = METRIKA_QUOTAS.get(error_type, ("short", ""))
+    if period == "short":
+        return QuotaAnswer(detail=detail)
+    resets = quota_resets_at(period, now or datetime.now(UTC))
+    return QuotaAnswer(
+        detail=detail,
+        final=(
+            f"Metrika's {error_type} quota ({what}) is exhausted (HTTP 429: {detail}). It resets at "
+            f"{resets:%Y-%m-%d %H:%M} UTC ({'00:00 GMT' if period == 'daily' else 'the next full hour'}); "
+            f"not retried within this task: run it again after that."
+        ),
+        resets_at=resets,
+    )
+
+
+#: What the shared transport needs to know about Metrika.
+METRIKA = ApiSpec(
+    name="Metrika",
+    error_parser=metrika_error,
+    read_429=read_429,
+    rate_hint="Metrika allows 30 requests/s, 3 in parallel and 5000 a day per user: retry later.",
+)
 
 
 class MetrikaHook(TransportHookMixin, HttpHook):
@@ -117,7 +224,8 @@ class MetrikaHook(TransportHookMixin, HttpHook):
         if self._transport is None:
             conn = self.get_connection(self.metrika_conn_id)
             token = _token(conn, self.metrika_conn_id)
-            secrets = Secrets(token)
+            secrets = Secrets(token)  # registered with the masker before anything can quote it
+            check_token(token, self.metrika_conn_id, kind="Metrika OAuth token")
             self.base_url = base_url_from_connection(conn)
             self._base_url_initialized = True
             self._extra = dict(conn.extra_dejson or {})
@@ -174,7 +282,7 @@ class MetrikaHook(TransportHookMixin, HttpHook):
             params["comment"] = comment
         if new_goal_name:
             params["new_goal_name"] = new_goal_name
-        body = MultipartFile(csv)
+        body = MultipartUpload(csv)
         try:
             answer = self._request(
                 Request(
@@ -262,7 +370,7 @@ class MetrikaAsyncHook(AsyncTransportHookMixin, HttpAsyncHook):
     """Async counterpart of :class:`MetrikaHook` for triggers, built on the provider's ``HttpAsyncHook``.
 
     Requests go through ``HttpAsyncHook.session()`` / ``AsyncHttpSession.run`` (one attempt each,
-    ``retry_limit=1``); :class:`~calltouch_metrika.hooks._http.AsyncTransportHookMixin` overrides what is
+    ``retry_limit=1``); :class:`~calltouch_metrika.hooks._mixins.AsyncTransportHookMixin` overrides what is
     wrong for us (connection extras as headers, no timeout, the provider's retries) and resolves the
     connection with the async API only (``get_async_connection``). Auth: ``Authorization: OAuth <token>``.
     """

@@ -10,29 +10,18 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from airflow.sdk import BaseOperator
 
 from calltouch_metrika import storage
+from calltouch_metrika._utils import as_date
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 PHONE_SALT_VARIABLE = "calltouch_metrika_phone_salt"
-
-
-def as_date(value: Any, what: str) -> date:
-    """A ``date`` from a date, a datetime or an ISO ``YYYY-MM-DD`` string (rendered templates are strings)."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value).strip()[:10])
-    except ValueError:
-        raise ValueError(f"{what} must be a date like 2026-11-24, got {value!r}") from None
 
 
 def local_interval(context: Mapping[str, Any], tz_name: str) -> tuple[date, date]:
@@ -84,7 +73,7 @@ class CalltouchExtractOperator(BaseOperator):
     (``path`` is the first day's file, ``date_to`` is exclusive, as the interval's end).
 
     :param kind: ``"calls"`` (calls diary) or ``"requests"`` (requests journal).
-    :param calltouch_conn_id: the Calltouch connection id.
+    :param calltouch_conn_id: the Calltouch connection id. Templated.
     :param site_id: the Calltouch site id.
     :param date_from: first local day (templated; default: the run's data interval, local dates).
     :param date_to: day after the last one (exclusive; templated; default: as ``date_from``).
@@ -97,7 +86,14 @@ class CalltouchExtractOperator(BaseOperator):
     :param timezone: the site's time zone, which defines the local day.
     """
 
-    template_fields: Sequence[str] = ("date_from", "date_to", "site_id", "storage_root", "api_params")
+    template_fields: Sequence[str] = (
+        "date_from",
+        "date_to",
+        "site_id",
+        "calltouch_conn_id",
+        "storage_root",
+        "api_params",
+    )
     template_fields_renderers: ClassVar[dict[str, str]] = {"api_params": "json"}
     ui_color = "#dff0d8"
 

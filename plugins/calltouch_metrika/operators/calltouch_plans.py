@@ -26,16 +26,17 @@ failed import is re-sent on the next run.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowSkipException
 
+from calltouch_metrika import storage
+from calltouch_metrika._utils import REPO_ROOT, as_bool
+from calltouch_metrika.constants import LEDGER_SENT, LEDGER_SUCCEEDED, PLANS_IN_PROGRESS, PLANS_SUCCESS
 from calltouch_metrika.exceptions import (
     MalformedResponseError,
     NotFoundError,
@@ -52,26 +53,18 @@ if TYPE_CHECKING:
 __all__ = [
     "PLANS_DIR_ENV",
     "PlansImportOperator",
-    "as_bool",
-    "mark_succeeded",
     "plans_dir",
-    "read_ledger_entry",
     "resolve_plans_file",
 ]
 
 #: Overrides where plan files named without a directory are looked up (default ``<repo>/include/plans``).
 PLANS_DIR_ENV = "CALLTOUCH_METRIKA_PLANS_DIR"
-_REPO_ROOT = Path(__file__).resolve().parents[3]
-
-STATUS_SUCCESS = "success"
-STATUS_IN_PROGRESS = "in progress..."
-STATUS_ERROR = "error"
 
 
 def plans_dir() -> Path:
     """Where bare plan file names live: ``$CALLTOUCH_METRIKA_PLANS_DIR``, else ``<repo>/include/plans``."""
     env = os.environ.get(PLANS_DIR_ENV)
-    return Path(env).expanduser() if env else _REPO_ROOT / "include" / "plans"
+    return Path(env).expanduser() if env else REPO_ROOT / "include" / "plans"
 
 
 def resolve_plans_file(plans_file: str) -> ObjectStoragePath:
@@ -85,49 +78,6 @@ def resolve_plans_file(plans_file: str) -> ObjectStoragePath:
     if not p.is_absolute():
         p = plans_dir() / p
     return ObjectStoragePath(p.resolve().as_uri())
-
-
-def as_bool(value: Any) -> bool:
-    """A templated flag (``True``, ``"True"``, ``"false"``, ``"1"``, ``""``) as a bool."""
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return False
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"", "0", "false", "no", "off", "none"}:
-        return False
-    raise ValueError(f"not a yes/no value: {value!r}")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def read_ledger_entry(path: ObjectStoragePath) -> dict[str, Any] | None:
-    """The ledger entry at ``path``, or None when there is none (or it is unreadable: then re-send)."""
-    try:
-        if not path.exists():
-            return None
-        entry = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return entry if isinstance(entry, dict) else None
-
-
-def _write_entry(path: ObjectStoragePath, entry: dict[str, Any]) -> None:
-    from calltouch_metrika.storage import atomic_write_bytes
-
-    atomic_write_bytes(path, json.dumps(entry, ensure_ascii=False, indent=2).encode())
-
-
-def mark_succeeded(ledger: str | ObjectStoragePath, import_log_id: int) -> None:
-    """Record that import ``import_log_id`` succeeded, in the ledger entry at ``ledger``."""
-    path = ledger if isinstance(ledger, ObjectStoragePath) else ObjectStoragePath(str(ledger))
-    entry = read_ledger_entry(path) or {}
-    entry.update(state="succeeded", import_log_id=int(import_log_id), succeeded_at=_now())
-    _write_entry(path, entry)
 
 
 class PlansImportOperator(BaseOperator):
@@ -196,7 +146,6 @@ class PlansImportOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from calltouch_metrika.config import default_storage_root
-        from calltouch_metrika.storage import plans_ledger_path
         from calltouch_metrika.transforms.plans import make_batches, map_violations, read_plan_bytes
 
         path = resolve_plans_file(self.plans_file)
@@ -204,7 +153,7 @@ class PlansImportOperator(BaseOperator):
         only = str(self.only_file or "").strip()
         if only and only not in {name, str(self.plans_file).strip()}:
             raise AirflowSkipException(f"this run imports only {only!r}; skipping {name!r}")
-        dry_run, force = as_bool(self.dry_run), as_bool(self.force)
+        dry_run, force = as_bool(self.dry_run, "dry_run"), as_bool(self.force, "force")
 
         try:
             data = path.read_bytes()
@@ -229,7 +178,7 @@ class PlansImportOperator(BaseOperator):
         skipped = rejected = 0
         for batch in batches:
             sha = batch.sha256(site_id)
-            ledger = plans_ledger_path(root, site_id, sha)
+            ledger = storage.plans_ledger_path(root, site_id, sha)
             entry = {
                 "file": name,
                 "rows": list(batch.rows),
@@ -240,7 +189,7 @@ class PlansImportOperator(BaseOperator):
                 "reused": False,
             }
             if not force:
-                existing = read_ledger_entry(ledger)
+                existing = storage.read_plans_ledger_entry(ledger)
                 decision = self._check_previous(hook, batch, existing, ledger, dry_run)
                 if decision == "skip":
                     skipped += 1
@@ -263,17 +212,17 @@ class PlansImportOperator(BaseOperator):
                 rejected += 1
                 continue
             self.log.info("sent %s as import %s (sha256 %s)", batch.describe_rows(), import_log_id, sha)
-            _write_entry(
+            storage.write_plans_ledger_entry(
                 ledger,
                 {
-                    "state": "sent",
+                    "state": LEDGER_SENT,
                     "import_log_id": int(import_log_id),
                     "site_id": site_id,
                     "file": name,
                     "rows": list(batch.rows),
                     "items": len(batch.items),
                     "sha256": sha,
-                    "sent_at": _now(),
+                    "sent_at": storage.utc_now_iso(),
                 },
             )
             results.append({**entry, "import_log_id": int(import_log_id)})
@@ -308,7 +257,7 @@ class PlansImportOperator(BaseOperator):
         if not existing:
             return "send"
         state, import_log_id = existing.get("state"), existing.get("import_log_id")
-        if state == "succeeded":
+        if state == LEDGER_SUCCEEDED:
             self.log.info(
                 "%s already imported (import %s, %s); not sent again",
                 batch.describe_rows(),
@@ -316,7 +265,7 @@ class PlansImportOperator(BaseOperator):
                 existing.get("succeeded_at"),
             )
             return "skip"
-        if state != "sent" or import_log_id is None:
+        if state != LEDGER_SENT or import_log_id is None:
             return "send"
         try:
             status = str(hook.plans_import_status(int(import_log_id)).get("status", ""))
@@ -328,16 +277,16 @@ class PlansImportOperator(BaseOperator):
                 e,
             )
             return "send"
-        if status == STATUS_SUCCESS:
+        if status == PLANS_SUCCESS:
             if not dry_run:
-                mark_succeeded(ledger, int(import_log_id))
+                storage.mark_plans_ledger_succeeded(ledger, int(import_log_id))
             self.log.info(
                 "%s: import %s from an earlier run succeeded; not sent again",
                 batch.describe_rows(),
                 import_log_id,
             )
             return "skip"
-        if status == STATUS_IN_PROGRESS:
+        if status == PLANS_IN_PROGRESS:
             self.log.info(
                 "%s: import %s from an earlier run is still in progress; awaiting it instead",
                 batch.describe_rows(),

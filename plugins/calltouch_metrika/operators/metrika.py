@@ -6,16 +6,23 @@ deterministic comment naming the pipeline, the site and the day(s); before uploa
 looks for an upload with that comment and reuses it. So a retried task, a re-run day, or a first
 attempt whose response was lost never yields a second upload (``force_reupload`` overrides this).
 
-The transform (``transforms.calls``) is pure; this operator reads the Parquet written by the extract
-task, runs it, writes the CSV and the rejects next to each other on storage, uploads through the hook
-and logs a reconciled summary: extracted = uploaded + rejected.
+The transform (``transforms.calls``) is pure; this operator streams: it reads the extract task's
+Parquet record batch by record batch (:attr:`MetrikaUploadCallsOperator.batch_size` rows), transforms
+each batch (duplicate callIds are caught across batches and files), appends its rows to the CSV and
+its rejects to the rejects Parquet, each written to a temporary file moved over its final path when
+complete; then it uploads the CSV from that file, and logs a reconciled summary: extracted =
+uploaded + rejected. Memory: one batch, not the day (``bench/upload_operator.py``).
+
+Steps, one method each (a call ledger can be inserted between them): :meth:`~MetrikaUploadCallsOperator.build_csv`
+-> :meth:`~MetrikaUploadCallsOperator.find_existing` (an upload with this comment) ->
+:meth:`~MetrikaUploadCallsOperator.upload` -> the XCom returned by ``execute``.
 """
 
 from __future__ import annotations
 
-import io
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +30,16 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from calltouch_metrika import storage
+from calltouch_metrika._utils import as_bool
+from calltouch_metrika.constants import MAX_COMMENT
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, ObjectStoragePath
+
+    from calltouch_metrika.hooks.metrika import MetrikaHook
+    from calltouch_metrika.transforms.calls import CallsCounts, TransformOptions
 
 COMMENT_PREFIX = "calltouch-metrika"
-MAX_COMMENT = 255
 
 
 def upload_comment(pipeline: str, site_id: int, date_from: date, date_to: date) -> str:
@@ -46,22 +57,14 @@ def upload_comment(pipeline: str, site_id: int, date_from: date, date_to: date) 
     return comment
 
 
-def as_bool(value: Any, what: str) -> bool:
-    """A bool from a bool or a rendered template (``"True"``, ``"false"``, ``"1"``, ``""``)."""
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return False
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise ValueError(f"{what} must be true or false, got {value!r}")
+@dataclass(frozen=True)
+class BuiltCsv:
+    """What :meth:`MetrikaUploadCallsOperator.build_csv` produced: reconciled counts and the two files."""
 
-
-def _count(counts: Any, key: str) -> Any:
-    return counts[key] if isinstance(counts, Mapping) else getattr(counts, key)
+    counts: CallsCounts
+    csv_path: ObjectStoragePath
+    rejects_path: ObjectStoragePath
+    csv_bytes: int
 
 
 class MetrikaUploadCallsOperator(BaseOperator):
@@ -74,7 +77,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
     :param pipeline: the pipeline name (part of the comment and of the file names).
     :param extract: the extract task's XCom (pass ``extract_task.output``), with ``paths``/``path``,
         ``site_id``, ``date_from``, ``date_to`` (exclusive).
-    :param metrika_conn_id: the Metrika connection id.
+    :param metrika_conn_id: the Metrika connection id. Templated.
     :param counter_id: the Metrika counter.
     :param timezone: the site's time zone (cross-checks ``date`` against ``timestamp``).
     :param identifier: ``ClientId``, ``UserId`` or ``Yclid``; ``identifier_field`` is the call field feeding it.
@@ -86,9 +89,17 @@ class MetrikaUploadCallsOperator(BaseOperator):
     :param dry_run: build and validate the CSV, write it to storage, upload nothing (templated).
     :param force_reupload: upload even if an upload with this comment exists (templated).
     :param linkage_window_days: calls older than this are rejected (Metrika links only 21 days back).
+    :param batch_size: rows per Parquet record batch transformed at a time (memory is one batch).
     """
 
-    template_fields: Sequence[str] = ("extract", "counter_id", "dry_run", "force_reupload", "storage_root")
+    template_fields: Sequence[str] = (
+        "extract",
+        "metrika_conn_id",
+        "counter_id",
+        "dry_run",
+        "force_reupload",
+        "storage_root",
+    )
     ui_color = "#fde9c8"
 
     def __init__(
@@ -112,6 +123,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
         linkage_window_days: int = 21,
         lookup_attempts: int = 4,
         lookup_delay: float = 2.0,
+        batch_size: int = 65_536,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -133,6 +145,9 @@ class MetrikaUploadCallsOperator(BaseOperator):
         self.linkage_window_days = linkage_window_days
         self.lookup_attempts = lookup_attempts
         self.lookup_delay = lookup_delay
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive number of rows, got {batch_size!r}")
+        self.batch_size = batch_size
 
     # -- pieces ---------------------------------------------------------------------------------
     def _extract_info(self) -> tuple[int, date, date, list[str]]:
@@ -150,23 +165,10 @@ class MetrikaUploadCallsOperator(BaseOperator):
         paths = list(x.get("paths") or [x["path"]])
         return site_id, d_from, d_to, paths
 
-    def _read(self, paths: list[str]) -> Any:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-        from airflow.sdk import ObjectStoragePath
+    def _options(self, site_id: int) -> TransformOptions:
+        from calltouch_metrika.transforms.calls import TransformOptions
 
-        tables = []
-        for p in paths:
-            with ObjectStoragePath(p).open("rb") as fh:
-                tables.append(pq.read_table(io.BytesIO(fh.read())))
-        if len(tables) == 1:
-            return tables[0]
-        return pa.concat_tables(tables, promote_options="default")
-
-    def _transform(self, table: Any, site_id: int) -> Any:
-        from calltouch_metrika.transforms.calls import TransformOptions, calls_to_metrika
-
-        options = TransformOptions(
+        return TransformOptions(
             identifier=self.identifier,
             identifier_field=self.identifier_field,
             price_mode=self.price_mode,
@@ -177,46 +179,90 @@ class MetrikaUploadCallsOperator(BaseOperator):
             site_timezone=self.timezone,
             linkage_window_days=self.linkage_window_days,
         )
-        return calls_to_metrika(table, options, now=datetime.now(UTC))
 
-    def _write_outputs(self, result: Any, csv_path: Any, rejects_path: Any) -> bytes:
+    def _batches(self, paths: list[str]) -> Iterator[Any]:
+        """The extract's Parquet files, record batch by record batch (at most ``batch_size`` rows)."""
+        import pyarrow.parquet as pq
+        from airflow.sdk import ObjectStoragePath
+
+        for p in paths:
+            with ObjectStoragePath(p).open("rb") as fh:
+                yield from pq.ParquetFile(fh).iter_batches(batch_size=self.batch_size)
+
+    def build_csv(
+        self, paths: list[str], site_id: int, csv_path: ObjectStoragePath, rejects_path: ObjectStoragePath
+    ) -> BuiltCsv:
+        """Stream the extract's Parquet into the CSV and the rejects Parquet (each written atomically).
+
+        :raises AirflowException: the counts do not reconcile (extracted != uploaded + rejected, or the
+            rows written differ from the counts).
+        """
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from calltouch_metrika.transforms.calls import write_metrika_csv
+        from calltouch_metrika.transforms.calls import empty_rejects
+        from calltouch_metrika.transforms.calls_stream import CallsCsvStream
 
-        buf = io.BytesIO()
-        write_metrika_csv(result.upload, buf)
-        data = buf.getvalue()
-        storage.atomic_write_bytes(csv_path, data)
-        rbuf = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(result.rejects, preserve_index=False), rbuf)
-        storage.atomic_write_bytes(rejects_path, rbuf.getvalue())
-        return data
+        options = self._options(site_id)
+        rejects_schema = pa.Table.from_pandas(empty_rejects(), preserve_index=False).schema
+        csv_rows = rejects_rows = 0
+        with storage.atomic_open(csv_path) as csv_fh, storage.atomic_open(rejects_path) as rejects_fh:
+            with (
+                pq.ParquetWriter(rejects_fh, rejects_schema) as rejects_writer,
+                CallsCsvStream(csv_fh, options, now=datetime.now(UTC)) as stream,
+            ):
+                for batch in self._batches(paths):
+                    result = stream.write(batch)
+                    csv_rows += len(result.upload)
+                    if len(result.rejects):
+                        table = pa.Table.from_pandas(result.rejects, preserve_index=False)
+                        rejects_writer.write_table(table.cast(rejects_schema))
+                        rejects_rows += len(result.rejects)
+            counts = stream.counts
+            if (
+                counts.extracted != counts.uploaded + counts.rejected
+                or counts.uploaded != csv_rows
+                or counts.rejected != rejects_rows
+            ):
+                raise AirflowException(
+                    f"counts do not reconcile: extracted {counts.extracted} != uploaded {counts.uploaded} "
+                    f"+ rejected {counts.rejected} (CSV rows {csv_rows}, rejects rows {rejects_rows})"
+                )
+        return BuiltCsv(
+            counts=counts, csv_path=csv_path, rejects_path=rejects_path, csv_bytes=stream.bytes_written
+        )
 
-    def _find(self, hook: Any, counter_id: int, comment: str) -> dict[str, Any] | None:
+    def find_existing(self, hook: MetrikaHook, counter_id: int, comment: str) -> dict[str, Any] | None:
+        """The upload already made with ``comment`` (Metrika's ``uploading`` record), or None."""
         return hook.find_calls_uploading(counter_id, comment=comment)
 
-    def _upload_once(self, hook: Any, counter_id: int, comment: str, data: bytes) -> dict[str, Any]:
-        """Upload, or on a lost response find the upload by its comment (never upload twice)."""
+    def upload(
+        self, hook: MetrikaHook, counter_id: int, comment: str, csv_path: ObjectStoragePath
+    ) -> dict[str, Any]:
+        """Upload the CSV file (streamed from storage), or on a lost response find it by its comment.
+
+        Never uploads twice: a lost response is resolved by looking the comment up.
+        :raises AirflowException: no response and no upload with ``comment`` after the lookups.
+        """
         from calltouch_metrika.exceptions import OutcomeUnknownError
-        from calltouch_metrika.transforms.calls import metrika_client_id_type
+        from calltouch_metrika.transforms.metrika_csv import metrika_client_id_type
 
         try:
-            return hook.upload_calls(
-                counter_id,
-                data,
-                comment=comment,
-                new_goal_name=self.new_goal_name,
-                client_id_type=metrika_client_id_type(self.identifier),
-            )
+            with csv_path.open("rb") as csv_file:
+                return hook.upload_calls(
+                    counter_id,
+                    csv_file,
+                    comment=comment,
+                    new_goal_name=self.new_goal_name,
+                    client_id_type=metrika_client_id_type(self.identifier),
+                )
         except OutcomeUnknownError as exc:
             self.log.warning(
                 "The upload's response was lost (%s); looking it up by its comment %r", exc, comment
             )
             for attempt in range(1, self.lookup_attempts + 1):
                 try:
-                    found = self._find(hook, counter_id, comment)
+                    found = self.find_existing(hook, counter_id, comment)
                 except Exception as lookup_exc:  # keep trying: the point is to learn the outcome
                     self.log.warning("Lookup %d failed: %s", attempt, lookup_exc)
                     found = None
@@ -233,7 +279,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
 
     # -- execute --------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
-        """Transform, write the CSV and rejects, upload once (or reuse), log the reconciled summary."""
+        """Build the CSV and rejects, upload once (or reuse), log the reconciled summary."""
         from calltouch_metrika.hooks.metrika import MetrikaHook
 
         dry_run = as_bool(self.dry_run, "dry_run")
@@ -245,22 +291,9 @@ class MetrikaUploadCallsOperator(BaseOperator):
         csv_path = storage.metrika_csv_path(self.storage_root, counter_id, label, self.pipeline)
         rejects_path = storage.rejects_path(self.storage_root, counter_id, label, self.pipeline)
 
-        result = self._transform(self._read(paths), site_id)
-        counts = result.counts
-        extracted = int(_count(counts, "extracted"))
-        uploaded = int(_count(counts, "uploaded"))
-        rejected = int(_count(counts, "rejected"))
-        by_reason = {str(k): int(v) for k, v in dict(_count(counts, "rejects_by_reason")).items()}
-        if (
-            extracted != uploaded + rejected
-            or uploaded != len(result.upload)
-            or rejected != len(result.rejects)
-        ):
-            raise AirflowException(
-                f"counts do not reconcile: extracted {extracted} != uploaded {uploaded} + rejected {rejected} "
-                f"(CSV rows {len(result.upload)}, rejects rows {len(result.rejects)})"
-            )
-        data = self._write_outputs(result, csv_path, rejects_path)
+        built = self.build_csv(paths, site_id, csv_path, rejects_path)
+        extracted, uploaded, rejected = built.counts.extracted, built.counts.uploaded, built.counts.rejected
+        by_reason = dict(built.counts.rejects_by_reason)
 
         out: dict[str, Any] = {
             "upload_id": None,
@@ -287,7 +320,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
             action = "dry run: CSV built and validated, nothing uploaded"
         else:
             hook = MetrikaHook(metrika_conn_id=self.metrika_conn_id)
-            existing = None if force else self._find(hook, counter_id, comment)
+            existing = None if force else self.find_existing(hook, counter_id, comment)
             if existing:
                 out.update(upload_id=int(existing["id"]), reused=True, status=existing.get("status"))
                 action = (
@@ -297,7 +330,7 @@ class MetrikaUploadCallsOperator(BaseOperator):
             else:
                 if force:
                     self.log.warning("force_reupload: uploading even if %r was uploaded before", comment)
-                uploading = self._upload_once(hook, counter_id, comment, data)
+                uploading = self.upload(hook, counter_id, comment, csv_path)
                 out.update(upload_id=int(uploading["id"]), status=uploading.get("status"))
                 action = f"uploaded as {uploading['id']} (status {uploading.get('status')})"
 

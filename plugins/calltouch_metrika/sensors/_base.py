@@ -5,12 +5,18 @@ Both :class:`~calltouch_metrika.sensors.metrika.UploadStatusSensor` and
 if the answer is not final, hand the waiting to a trigger whose deadline is this sensor's ``timeout``
 (the Google provider's deferral contract, style.md §2). With ``deferrable=False`` they poke or
 reschedule through the sync hook with exponentially growing intervals capped at ``max_poke_interval``.
+
+``deferrable`` defaults from Airflow's ``[operators] default_deferrable`` as provider operators do, except
+that it is true when that option is not set at all (Airflow's own default is false; ours is to wait
+in the triggerer): :func:`default_deferrable`.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from configparser import ConfigParser
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +28,31 @@ if TYPE_CHECKING:
     from airflow.triggers.base import BaseTrigger
 
 
+_SECTION, _KEY = "operators", "default_deferrable"
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable`` when set (airflow.cfg or ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE``
+    and its ``_CMD``/``_SECRET`` forms), else True.
+
+    Read when the sensor class is defined, like the providers' ``deferrable=conf.getboolean(...)``
+    defaults; Airflow's built-in default (``false``) is not a user's choice, so it does not count as set.
+    """
+    from airflow.sdk.configuration import conf
+
+    env = f"AIRFLOW__{_SECTION.upper()}__{_KEY.upper()}"
+    in_env = any(name in os.environ for name in (env, f"{env}_CMD", f"{env}_SECRET"))
+    # ConfigParser's own has_option: the options read from airflow.cfg, not Airflow's built-in defaults
+    if not in_env and not ConfigParser.has_option(conf, _SECTION, _KEY):
+        return True
+    return conf.getboolean(_SECTION, _KEY, fallback=True)
+
+
 class DeferrableStatusSensor(BaseSensorOperator):
     """Base of a sensor that pokes once and then defers to a polling trigger (or pokes until done).
 
-    :param deferrable: wait in the triggerer (default) instead of on a worker.
+    :param deferrable: wait in the triggerer instead of on a worker (subclasses default it to
+        :func:`default_deferrable`).
     :param poke_interval: seconds before the first re-check; later waits grow up to ``max_poke_interval``.
     :param max_poke_interval: the longest wait between two checks.
     :param timeout: seconds to wait in all.

@@ -4,7 +4,7 @@ Why: ``plans-import/add`` only accepts a batch; Calltouch imports it later and m
 The plans DAG is not done until each batch is ``success``, and only then is the batch recorded as
 imported in the plans ledger (so a failed import is sent again on the next run).
 
-Deferrable by default: checks once on the worker, then hands the waiting to
+Deferrable by default (``[operators] default_deferrable``, true when unset): checks once on the worker, then hands the waiting to
 :class:`~calltouch_metrika.triggers.calltouch.PlansImportStatusTrigger`. With ``deferrable=False`` it
 pokes (or reschedules) through the sync hook with exponentially growing intervals.
 
@@ -21,12 +21,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
 
-from calltouch_metrika.sensors._base import DeferrableStatusSensor
-from calltouch_metrika.triggers.calltouch import (
-    STATUS_IN_PROGRESS,
-    STATUS_SUCCESS,
-    PlansImportStatusTrigger,
-)
+from calltouch_metrika.constants import PLANS_IN_PROGRESS, PLANS_SUCCESS
+from calltouch_metrika.sensors._base import DeferrableStatusSensor, default_deferrable
+from calltouch_metrika.storage import mark_plans_ledger_succeeded
+from calltouch_metrika.triggers.calltouch import PlansImportStatusTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -48,9 +46,10 @@ class PlansImportStatusSensor(DeferrableStatusSensor):
     :param imports: the :class:`~calltouch_metrika.operators.calltouch_plans.PlansImportOperator`'s XCom
         (pass ``import_task.output``): a list of ``{"import_log_id", "rows", "file", ...}``. Bare ids
         are accepted too. Empty (dry run, nothing changed): succeeds at once with ``{}``.
-    :param calltouch_conn_id: the Calltouch connection id.
+    :param calltouch_conn_id: the Calltouch connection id. Templated.
     :param site_id: the Calltouch site; default: the entries' ``site_id``, else the connection's extra.
-    :param deferrable: wait in the triggerer (default) instead of on a worker.
+    :param deferrable: wait in the triggerer instead of on a worker; default: Airflow's
+        ``[operators] default_deferrable``, true when unset.
     :param poke_interval: seconds before the first re-check; later waits grow up to ``max_poke_interval``.
     :param max_poke_interval: the longest wait between two checks.
     :param timeout: seconds to wait in all (default 6 hours).
@@ -65,7 +64,7 @@ class PlansImportStatusSensor(DeferrableStatusSensor):
         imports: Any,
         calltouch_conn_id: str = "calltouch_default",
         site_id: int | str | None = None,
-        deferrable: bool = True,
+        deferrable: bool = default_deferrable(),
         poke_interval: float = 5.0,
         max_poke_interval: float = 300.0,
         timeout: float = 6 * 3600.0,
@@ -130,20 +129,18 @@ class PlansImportStatusSensor(DeferrableStatusSensor):
 
     def _record_success(self, entries: list[dict[str, Any]], ids: Sequence[int]) -> None:
         """Mark each succeeded import's batch as imported in the plans ledger."""
-        from calltouch_metrika.operators.calltouch_plans import mark_succeeded
-
         by_id = {e["import_log_id"]: e for e in entries}
         for i in ids:
             ledger = by_id.get(int(i), {}).get("ledger")
             if ledger and int(i) not in self._recorded:
-                mark_succeeded(ledger, int(i))
+                mark_plans_ledger_succeeded(ledger, int(i))
                 self._recorded.add(int(i))
 
     def _judge(self, entries: list[dict[str, Any]], statuses: Mapping[str, str]) -> bool:
         """Record successes; raise on failures; True when every import succeeded."""
-        succeeded = [int(i) for i, s in statuses.items() if s == STATUS_SUCCESS]
+        succeeded = [int(i) for i, s in statuses.items() if s == PLANS_SUCCESS]
         self._record_success(entries, succeeded)
-        failed = [int(i) for i, s in statuses.items() if s not in (STATUS_SUCCESS, STATUS_IN_PROGRESS)]
+        failed = [int(i) for i, s in statuses.items() if s not in (PLANS_SUCCESS, PLANS_IN_PROGRESS)]
         if failed:
             got = sorted({statuses[str(i)] for i in failed})
             raise AirflowFailException(
@@ -159,10 +156,10 @@ class PlansImportStatusSensor(DeferrableStatusSensor):
         """One status check of every unfinished import through the sync hook."""
         entries = self._entries()
         if not self._statuses:
-            self._statuses = {str(e["import_log_id"]): STATUS_IN_PROGRESS for e in entries}
+            self._statuses = {str(e["import_log_id"]): PLANS_IN_PROGRESS for e in entries}
         hook = self._hook(self._site_id(entries))
         for key, status in self._statuses.items():
-            if status == STATUS_IN_PROGRESS:
+            if status == PLANS_IN_PROGRESS:
                 self._statuses[key] = str((hook.plans_import_status(int(key)) or {}).get("status", ""))
         self.log.info("plans import statuses: %s", self._statuses)
         if self._judge(entries, self._statuses):
@@ -178,7 +175,7 @@ class PlansImportStatusSensor(DeferrableStatusSensor):
         ids = [e["import_log_id"] for e in entries]
 
         def timeout_message(exc: AirflowSensorTimeout) -> str:
-            pending = [int(i) for i, s in self._statuses.items() if s == STATUS_IN_PROGRESS] or ids
+            pending = [int(i) for i, s in self._statuses.items() if s == PLANS_IN_PROGRESS] or ids
             return self._timeout_message(entries, pending) + f" ({exc})"
 
         return self.poke_or_defer(
@@ -187,7 +184,7 @@ class PlansImportStatusSensor(DeferrableStatusSensor):
             trigger=lambda **polling: PlansImportStatusTrigger(
                 calltouch_conn_id=self.calltouch_conn_id,
                 site_id=self._site_id(entries),
-                import_log_ids=[int(i) for i, s in self._statuses.items() if s == STATUS_IN_PROGRESS],
+                import_log_ids=[int(i) for i, s in self._statuses.items() if s == PLANS_IN_PROGRESS],
                 **polling,
             ),
             timeout_message=timeout_message,
@@ -195,7 +192,7 @@ class PlansImportStatusSensor(DeferrableStatusSensor):
 
     def _timeout_message(self, entries: list[dict[str, Any]], pending: Sequence[int]) -> str:
         return (
-            f"plans import(s) {self._describe(entries, pending)} still {STATUS_IN_PROGRESS!r} after "
+            f"plans import(s) {self._describe(entries, pending)} still {PLANS_IN_PROGRESS!r} after "
             f"{self.timeout:g} s; Calltouch has not finished them. Nothing is lost: the next run checks "
             "their status before sending anything again (or raise this sensor's timeout)."
         )
@@ -203,14 +200,14 @@ class PlansImportStatusSensor(DeferrableStatusSensor):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, str]:
         """Resume after the trigger: success -> statuses; failed/timeout/error -> fail naming ids and rows."""
         entries = self._entries()
-        statuses = {str(e["import_log_id"]): STATUS_SUCCESS for e in entries}  # the first poke saw the rest
+        statuses = {str(e["import_log_id"]): PLANS_SUCCESS for e in entries}  # the first poke saw the rest
         statuses.update({str(k): str(v) for k, v in (event.get("statuses") or {}).items()})
         status = event.get("status")
         if status in ("success", "failed"):
             self._judge(entries, statuses)  # raises on failures
             return statuses
         if status == "timeout":
-            self._record_success(entries, [int(i) for i, s in statuses.items() if s == STATUS_SUCCESS])
+            self._record_success(entries, [int(i) for i, s in statuses.items() if s == PLANS_SUCCESS])
             raise AirflowSensorTimeout(self._timeout_message(entries, event.get("pending") or []))
         raise AirflowException(
             f"waiting for plans import(s) {self._describe(entries, [e['import_log_id'] for e in entries])} "

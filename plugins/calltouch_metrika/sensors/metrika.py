@@ -4,7 +4,7 @@ Why: an upload is only accepted by ``upload_calls``; matching the calls to visit
 (minutes to hours). The daily DAG is not done until the upload is ``PROCESSED``, so a person sees in
 one place whether the day's calls reached Metrika and how many of them were linked.
 
-Deferrable by default: it checks once on the worker and, if the upload is not finished, hands the
+Deferrable by default (``[operators] default_deferrable``, true when unset): it checks once on the worker and, if the upload is not finished, hands the
 waiting to :class:`~calltouch_metrika.triggers.metrika.UploadStatusTrigger` (no worker slot held).
 With ``deferrable=False`` it works in ``poke`` or ``reschedule`` mode through the sync hook, with
 exponentially growing intervals capped at ``max_poke_interval``.
@@ -23,9 +23,10 @@ from airflow.sdk.exceptions import (
     AirflowSkipException,
 )
 
+from calltouch_metrika.constants import UPLOAD_LINKAGE_FAILURE, UPLOAD_TERMINAL_STATUSES
 from calltouch_metrika.exceptions import UploadFailedError
-from calltouch_metrika.sensors._base import DeferrableStatusSensor
-from calltouch_metrika.triggers.metrika import TERMINAL_STATUSES, UploadStatusTrigger
+from calltouch_metrika.sensors._base import DeferrableStatusSensor, default_deferrable
+from calltouch_metrika.triggers.metrika import UploadStatusTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -53,16 +54,17 @@ class UploadStatusSensor(DeferrableStatusSensor):
     :param counter_id: the Metrika counter.
     :param upload: the upload task's XCom (a dict with ``upload_id``; pass ``upload_task.output``) or an
         upload id. ``None`` (an empty day, a dry run) skips the sensor.
-    :param metrika_conn_id: the Metrika connection id.
+    :param metrika_conn_id: the Metrika connection id. Templated.
     :param on_linkage_failure: ``"fail"`` raises :class:`UploadFailedError` when Metrika ends in
         ``LINKAGE_FAILURE`` (no identifier matched a visit); ``"warn"`` logs a warning and succeeds.
-    :param deferrable: wait in the triggerer (default) instead of on a worker.
+    :param deferrable: wait in the triggerer instead of on a worker; default: Airflow's
+        ``[operators] default_deferrable``, true when unset.
     :param poke_interval: seconds before the first re-check; later waits grow up to ``max_poke_interval``.
     :param max_poke_interval: the longest wait between two checks.
     :param timeout: seconds to wait in all; the timeout message names the upload.
     """
 
-    template_fields: Sequence[str] = ("upload", "counter_id", "on_linkage_failure")
+    template_fields: Sequence[str] = ("upload", "metrika_conn_id", "counter_id", "on_linkage_failure")
     ui_color = "#fcecd4"
 
     def __init__(
@@ -72,7 +74,7 @@ class UploadStatusSensor(DeferrableStatusSensor):
         upload: Any,
         metrika_conn_id: str = "metrika_default",
         on_linkage_failure: str = "fail",
-        deferrable: bool = True,
+        deferrable: bool = default_deferrable(),
         poke_interval: float = 5.0,
         max_poke_interval: float = 600.0,
         timeout: float = 24 * 3600.0,
@@ -139,7 +141,7 @@ class UploadStatusSensor(DeferrableStatusSensor):
                 self._upload_id,
                 source - lines,
             )
-        if status == "LINKAGE_FAILURE":
+        if status == UPLOAD_LINKAGE_FAILURE:
             msg = (
                 f"Metrika could not link any call of upload {self._upload_id} (counter {self.counter_id}) "
                 "to a visit (LINKAGE_FAILURE): the identifiers are unknown to this counter, or the calls "
@@ -157,7 +159,7 @@ class UploadStatusSensor(DeferrableStatusSensor):
         record = self._hook().get_calls_uploading(int(self.counter_id), upload_id)
         status = record.get("status")
         self.log.info("Upload %s on counter %s: status %s", upload_id, self.counter_id, status)
-        if status in TERMINAL_STATUSES:
+        if status in UPLOAD_TERMINAL_STATUSES:
             return PokeReturnValue(is_done=True, xcom_value=self._finish(record))
         return False
 

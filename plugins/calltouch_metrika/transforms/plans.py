@@ -15,7 +15,14 @@ The file format (one row = one plan item)::
 * ``metric_type``/``metric_name`` are checked against :mod:`calltouch_metrika.catalog`
   exactly as written there (no case folding, ``ё`` is not ``е``); custom columns
   (``Пользовательские``) and goals (``Цели``) take any name that is not a Calltouch metric name.
-* ``value`` is an integer (``100``, ``-5``; not ``1.5``, ``10 000`` or empty).
+* ``value`` is an integer (``100``, ``-5``; not ``1.5``, ``10 000`` or empty) that fits a signed
+  64-bit integer (-2^63 .. 2^63-1): seed 001 types ``items[n].metric.value`` as ``integer``
+  without a width; we bound it to 64 bits (a larger number cannot be any server's integer).
+* No cell contains a control character (``U+0000``-``U+001F`` except tab and line breaks, which a
+  quoted CSV cell may hold; ``U+007F``-``U+009F``; e.g. NUL) or a
+  bidirectional formatting character (``U+061C``, ``U+200E``, ``U+200F``, ``U+202A``-``U+202E``,
+  ``U+2066``-``U+2069``): they are invisible in the Calltouch UI and would make a plan that matches
+  no source.
 * Leading/trailing spaces of every cell are ignored; a UTF-8 BOM is accepted.
 
 Every problem of a file is collected and raised at once in one
@@ -76,6 +83,8 @@ DIMENSIONS: tuple[str, ...] = ("source", "medium", "campaign", "content", "keywo
 MAX_BATCH_SIZE = 100
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _INTEGER = re.compile(r"[+-]?\d+")
 _ITEM_PATH = re.compile(r"^items\[(\d+|n)\](?:\.(.+))?$")
 #: API field path (after ``items[i].``) -> the plan file's column.
@@ -303,6 +312,14 @@ def parse_plan_csv(text: str, *, file: str) -> list[PlanRow]:
             problems.extend(row_problems)
             continue
         get = {name: cells[i].strip() for name, i in position.items()}
+        for name, cell in get.items():
+            bad = _INVISIBLE.search(cell)
+            if bad:
+                problem(
+                    name,
+                    f"contains the invisible character U+{ord(bad.group()):04X} at position {bad.start() + 1} "
+                    "(invisible characters are not allowed)",
+                )
 
         d_from = _parse_date(get["date_from"], "date_from", problem) if "date_from" in get else None
         d_to = _parse_date(get["date_to"], "date_to", problem) if "date_to" in get else None
@@ -324,6 +341,11 @@ def parse_plan_csv(text: str, *, file: str) -> list[PlanRow]:
                 problem("value", "must not be empty (an integer)")
             elif not _INTEGER.fullmatch(raw):
                 problem("value", f"{raw!r} is not an integer (digits only, no spaces or decimals)")
+            elif not _INT64_MIN <= int(raw) <= _INT64_MAX:
+                problem(
+                    "value",
+                    f"{raw} is out of range: a plan value is a signed 64-bit integer (|value| < 2^63)",
+                )
             else:
                 value = int(raw)
 

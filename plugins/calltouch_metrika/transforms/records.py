@@ -24,6 +24,12 @@ columns (``79991234567`` -> ``"79991234567"``). A value that cannot be coerced (
 integer, an integer beyond int64, a non-integral float) becomes null; the calls transform then
 rejects the call if it needed that field.
 
+An item of a page that is not a JSON object (``null``, ``[]``, ``"str"``, ``123``) does not fail the
+day: it becomes a row whose fields are all null and whose ``malformedRecord`` column holds the item
+as JSON text (at most 1,000 characters); the calls transform rejects that row as
+``malformed_record``, so it lands in the rejects dataset and counts in ``extracted = uploaded +
+rejected``. ``malformedRecord`` is null on every well-formed row.
+
 ``hash_phone_numbers=True`` replaces ``callerNumber`` and ``redirectNumber`` by a salted SHA-256 hex
 digest of the normalised number (see :func:`~calltouch_metrika.transforms.phones.hash_phones`), so
 the stored data holds no phone number; the ``phonesHashed`` column (and the schema metadata key
@@ -51,6 +57,7 @@ __all__ = [
     "CALLS_SCHEMA",
     "INT_FIELDS",
     "JSON_FIELDS",
+    "MALFORMED_RECORD_FIELD",
     "PHONES_HASHED_METADATA_KEY",
     "SCHEMA_VERSION",
     "STRING_FIELDS",
@@ -59,7 +66,7 @@ __all__ = [
     "empty_calls_table",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: + malformedRecord (files of version 1 are read with it null)
 PHONES_HASHED_METADATA_KEY = b"calltouch_metrika.phones_hashed"
 
 INT_FIELDS: tuple[str, ...] = (
@@ -124,19 +131,25 @@ JSON_FIELDS: tuple[str, ...] = (
     "attrs",
 )
 
+#: Column holding a page item that was not a JSON object (as JSON text); null on every real call.
+MALFORMED_RECORD_FIELD = "malformedRecord"
+_MALFORMED_MAX_CHARS = 1000
+
 #: The schema of every calls table / Parquet file. Column order: ints, booleans, strings, JSON
-#: text, then ``phonesHashed`` (never null).
+#: text, ``malformedRecord``, then ``phonesHashed`` (never null).
 CALLS_SCHEMA: pa.Schema = pa.schema(
     [pa.field(name, pa.int64()) for name in INT_FIELDS]
     + [pa.field(name, pa.bool_()) for name in BOOL_FIELDS]
     + [pa.field(name, pa.string()) for name in STRING_FIELDS]
     + [pa.field(name, pa.string()) for name in JSON_FIELDS]
+    + [pa.field(MALFORMED_RECORD_FIELD, pa.string())]
     + [pa.field("phonesHashed", pa.bool_(), nullable=False)],
     metadata={b"calltouch_metrika.schema_version": SCHEMA_VERSION.encode()},
 )
 
 _ALIASES: dict[str, str] = {"guaClientId": "clientId"}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT_EXACT = 2**53
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
 
@@ -201,7 +214,9 @@ def _to_str(value: Any) -> str | None:
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
-        return str(int(value)) if value.is_integer() and abs(value) < 2**63 else repr(value)
+        # Only integers a double holds exactly (|x| <= 2^53) read as digits: 1.6900000001234567e18
+        # stays in exponent form, so an identifier that lost digits in JSON is never mistaken for one.
+        return str(int(value)) if value.is_integer() and abs(value) <= _FLOAT_EXACT else repr(value)
     return _to_json(value)
 
 
@@ -273,18 +288,22 @@ def calls_to_table(
     """Turn Calltouch call records into a :data:`CALLS_SCHEMA` table (see the module docstring).
 
     :param records: the call objects as returned by the calls-diary API (``list[dict]``). An item
-        that is not a mapping raises ``TypeError`` naming its position (that is a bug upstream,
-        not a data quirk).
+        that is not a mapping becomes a ``malformedRecord`` row (module docstring), never an error.
     :param hash_phone_numbers: replace ``callerNumber`` and ``redirectNumber`` by salted SHA-256
         hex digests, so the stored data holds no phone number.
     :param phone_salt: the salt (keep it secret and stable, or hashes stop matching across days).
     :return: a table with exactly the columns of :data:`CALLS_SCHEMA`, in that order; rows in input
         order; schema metadata ``calltouch_metrika.phones_hashed`` = ``"true"``/``"false"``.
     """
-    rows = list(records)
-    for position, record in enumerate(rows):
-        if not isinstance(record, Mapping):
-            raise TypeError(f"call record #{position} is a {type(record).__name__}, not a JSON object")
+    rows: list[Mapping[str, Any]] = []
+    malformed: list[str | None] = []
+    for record in records:
+        if isinstance(record, Mapping):
+            rows.append(record)
+            malformed.append(None)
+        else:
+            rows.append({})
+            malformed.append((_to_json(record) or "null")[:_MALFORMED_MAX_CHARS])
     if not rows:
         return empty_calls_table(phones_hashed=hash_phone_numbers)
     present, alias_map = _canonical_keys(rows)
@@ -297,6 +316,9 @@ def calls_to_table(
         name = field.name
         if name == "phonesHashed":
             columns.append(pa.array([hash_phone_numbers] * len(rows), type=pa.bool_()))
+            continue
+        if name == MALFORMED_RECORD_FIELD:
+            columns.append(pa.array(malformed, type=pa.string()))
             continue
         if name not in present and name not in aliases_of:
             columns.append(pa.nulls(len(rows), type=field.type))

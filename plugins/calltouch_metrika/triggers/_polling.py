@@ -1,4 +1,4 @@
-"""What our status triggers share: growing waits, an absolute deadline, and the error policy.
+"""What our status triggers share: sleep first, growing waits, an absolute deadline, and the error policy.
 
 Both :class:`~calltouch_metrika.triggers.calltouch.PlansImportStatusTrigger` and
 :class:`~calltouch_metrika.triggers.metrika.UploadStatusTrigger` poll one API status until it is
@@ -6,11 +6,17 @@ final. They differ in what they poll and in the events they yield, not in how th
 give up, so that part lives here once (docs/design.md "Triggers": primitives only, growing intervals,
 stop on permanent errors, idempotent on restart).
 
+Both sleep before their first poll: the sensor polled just before deferring, so an immediate poll
+would only repeat its answer (and a trigger that fires within a second or two of the deferral can get
+the task marked failed, apache/airflow#71580). One rule says which errors are permanent
+(:func:`is_permanent_error`), for both.
+
 Private module: the triggers' classpaths (stored in the ``trigger`` table) stay in their own modules.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -25,6 +31,18 @@ def has_permanent_http_status(exc: BaseException) -> bool:
     """True when the error carries an HTTP status (``status_code`` or ``status``) that retrying cannot fix."""
     status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
     return status in PERMANENT_HTTP_STATUSES
+
+
+def is_permanent_error(exc: BaseException) -> bool:
+    """True for errors that polling again cannot fix, for every trigger of ours.
+
+    Our typed errors say so by deriving from ``AirflowFailException`` (``AuthenticationError``,
+    ``ValidationError``, ``NotFoundError``, see :mod:`calltouch_metrika.exceptions`); any other error
+    too when it carries an HTTP status of 400/401/403/404. 429, 5xx and network errors are transient.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return isinstance(exc, AirflowFailException) or has_permanent_http_status(exc)
 
 
 class GiveUp(NamedTuple):
@@ -45,7 +63,7 @@ class ErrorPolicy:
         *,
         subject: str,
         limit: int,
-        is_permanent: Callable[[BaseException], bool],
+        is_permanent: Callable[[BaseException], bool] = is_permanent_error,
         log: Any,
         poll: str = "poll",
     ) -> None:
@@ -86,8 +104,9 @@ class PollingTrigger(BaseTrigger):
     """Base of a trigger that polls a status with growing waits until it is final or a deadline passes.
 
     A subclass stores what it watches in ``__init__`` (primitives only), returns those init arguments
-    from :meth:`target_kwargs`, and implements ``run()`` with :meth:`intervals`, :meth:`remaining`
-    and :meth:`error_policy`.
+    from :meth:`target_kwargs`, and implements ``run()`` as: :meth:`error_policy` once, then a loop of
+    ``await self.wait(waits)`` (sleep first, never past the deadline), one poll, and
+    :meth:`deadline_passed`.
 
     :param poll_interval: seconds of the first wait; each next wait is ``backoff`` times longer.
     :param max_poll_interval: the longest wait between two polls.
@@ -142,14 +161,26 @@ class PollingTrigger(BaseTrigger):
         """Seconds left until the deadline (zero or less: it has passed); None without a deadline."""
         return None if self.deadline is None else self.deadline - time.time()
 
-    def error_policy(
-        self, subject: str, *, is_permanent: Callable[[BaseException], bool], poll: str = "poll"
-    ) -> ErrorPolicy:
-        """A fresh :class:`ErrorPolicy` for one ``run()``; ``subject`` starts every message and log line."""
+    def deadline_passed(self) -> bool:
+        """True once the deadline has passed (never without a deadline)."""
+        left = self.remaining()
+        return left is not None and left <= 0
+
+    async def wait(self, waits: Iterator[float]) -> None:
+        """Sleep the next of ``waits`` (from :meth:`intervals`), but not past the deadline: before every poll,
+        the first included (the sensor has just polled), so one last poll happens at the deadline."""
+        wait = next(waits)
+        if (left := self.remaining()) is not None:
+            wait = max(0.0, min(wait, left))
+        await asyncio.sleep(wait)
+
+    def error_policy(self, subject: str, *, poll: str = "poll") -> ErrorPolicy:
+        """A fresh :class:`ErrorPolicy` for one ``run()`` with :func:`is_permanent_error`; ``subject`` starts
+        every message and log line."""
         return ErrorPolicy(
             subject=subject,
             limit=self.max_consecutive_errors,
-            is_permanent=is_permanent,
+            is_permanent=is_permanent_error,
             log=self.log,
             poll=poll,
         )

@@ -27,26 +27,10 @@ from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
-from calltouch_metrika.triggers._polling import PollingTrigger, has_permanent_http_status
+from calltouch_metrika.constants import PLANS_IN_PROGRESS, PLANS_SUCCESS
+from calltouch_metrika.triggers._polling import PollingTrigger
 
-__all__ = [
-    "STATUS_ERROR",
-    "STATUS_IN_PROGRESS",
-    "STATUS_SUCCESS",
-    "PlansImportStatusTrigger",
-    "is_permanent_error",
-]
-
-STATUS_SUCCESS = "success"
-STATUS_IN_PROGRESS = "in progress..."
-STATUS_ERROR = "error"
-
-
-def is_permanent_error(exc: BaseException) -> bool:
-    """True for errors that polling again cannot fix: authentication, validation, 4xx (not 429)."""
-    from calltouch_metrika.exceptions import AuthenticationError, ValidationError
-
-    return isinstance(exc, AuthenticationError | ValidationError) or has_permanent_http_status(exc)
+__all__ = ["PlansImportStatusTrigger"]
 
 
 class PlansImportStatusTrigger(PollingTrigger):
@@ -107,17 +91,14 @@ class PlansImportStatusTrigger(PollingTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Sleep, poll every unfinished import, repeat; yield exactly one event, then return."""
         hook = self._get_async_hook()
-        statuses: dict[str, str] = {str(i): STATUS_IN_PROGRESS for i in self.import_log_ids}
+        statuses: dict[str, str] = {str(i): PLANS_IN_PROGRESS for i in self.import_log_ids}
         waits = self.intervals()
-        errors = self.error_policy(f"plans import status on {self._where()}", is_permanent=is_permanent_error)
+        errors = self.error_policy(f"plans import status on {self._where()}")
         while True:
-            wait = next(waits)
-            if (left := self.remaining()) is not None:
-                wait = max(0.0, min(wait, left))
-            await asyncio.sleep(wait)
+            await self.wait(waits)  # first too: the sensor has just polled
             try:
                 for import_log_id in self.import_log_ids:
-                    if statuses[str(import_log_id)] != STATUS_IN_PROGRESS:
+                    if statuses[str(import_log_id)] != PLANS_IN_PROGRESS:
                         continue
                     data = await hook.plans_import_status(import_log_id)
                     statuses[str(import_log_id)] = str((data or {}).get("status", ""))
@@ -128,10 +109,10 @@ class PlansImportStatusTrigger(PollingTrigger):
                 if give_up := errors.failed(exc):
                     yield TriggerEvent({"status": "error", "statuses": statuses, "message": give_up.message})
                     return
-                continue
-            self.log.info("plans imports on %s: %s", self._where(), statuses)
-            failed = [int(i) for i, s in statuses.items() if s not in (STATUS_SUCCESS, STATUS_IN_PROGRESS)]
-            pending = [int(i) for i, s in statuses.items() if s == STATUS_IN_PROGRESS]
+            else:
+                self.log.info("plans imports on %s: %s", self._where(), statuses)
+            failed = [int(i) for i, s in statuses.items() if s not in (PLANS_SUCCESS, PLANS_IN_PROGRESS)]
+            pending = [int(i) for i, s in statuses.items() if s == PLANS_IN_PROGRESS]
             if failed:
                 yield TriggerEvent(
                     {
@@ -147,7 +128,7 @@ class PlansImportStatusTrigger(PollingTrigger):
             if not pending:
                 yield TriggerEvent({"status": "success", "statuses": statuses})
                 return
-            if (left := self.remaining()) is not None and left <= 0:
+            if self.deadline_passed():
                 yield TriggerEvent(
                     {
                         "status": "timeout",
@@ -155,7 +136,7 @@ class PlansImportStatusTrigger(PollingTrigger):
                         "pending": pending,
                         "failed": failed,
                         "message": f"import(s) {', '.join(map(str, pending))} on {self._where()} still "
-                        f"{STATUS_IN_PROGRESS!r} at the deadline",
+                        f"{PLANS_IN_PROGRESS!r} at the deadline",
                     }
                 )
                 return

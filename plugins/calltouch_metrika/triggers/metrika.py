@@ -25,21 +25,10 @@ from typing import Any
 
 from airflow.triggers.base import TriggerEvent
 
-from calltouch_metrika.triggers._polling import PollingTrigger, has_permanent_http_status
+from calltouch_metrika.constants import UPLOAD_TERMINAL_STATUSES
+from calltouch_metrika.triggers._polling import PollingTrigger
 
-#: Statuses after which Metrika changes nothing more (api-notes §3.4).
-TERMINAL_STATUSES = frozenset({"PROCESSED", "LINKAGE_FAILURE"})
-
-
-def is_permanent_error(exc: BaseException) -> bool:
-    """True for errors that polling again cannot fix: authentication, validation, 404 not found.
-
-    Our typed errors say so by deriving from ``AirflowFailException`` (``AuthenticationError``,
-    ``ValidationError``, ``NotFoundError``); an HTTP status of 400/401/403/404 on any other error too.
-    """
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return isinstance(exc, AirflowFailException) or has_permanent_http_status(exc)
+__all__ = ["UploadStatusTrigger"]
 
 
 class UploadStatusTrigger(PollingTrigger):
@@ -48,7 +37,7 @@ class UploadStatusTrigger(PollingTrigger):
     :param metrika_conn_id: the Metrika connection id.
     :param counter_id: the counter the upload belongs to.
     :param upload_id: the upload (``uploading.id``).
-    :param poll_interval: seconds before the first re-poll; each next wait is ``backoff`` times longer.
+    :param poll_interval: seconds before the first poll; each next wait is ``backoff`` times longer.
     :param max_poll_interval: the longest wait between two polls.
     :param deadline: epoch seconds after which the trigger reports ``timeout`` (None: wait forever).
     :param backoff: growth factor of the wait between polls.
@@ -98,24 +87,23 @@ class UploadStatusTrigger(PollingTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll until terminal; yield exactly one event, then return."""
+        """Sleep, poll, repeat until terminal; yield exactly one event, then return."""
         hook = self._get_async_hook()
         waits = self.intervals()
         errors = self.error_policy(
-            f"upload {self.upload_id} on counter {self.counter_id}",
-            is_permanent=is_permanent_error,
-            poll="status poll",
+            f"upload {self.upload_id} on counter {self.counter_id}", poll="status poll"
         )
         last: dict[str, Any] | None = None
         polls = 0
         while True:
+            await self.wait(waits)  # first too: the sensor has just polled
             try:
                 polls += 1
                 last = await hook.get_calls_uploading(self.counter_id, self.upload_id)
                 errors.succeeded()
                 status = (last or {}).get("status")
                 self.log.info("upload %s on counter %s: status %s", self.upload_id, self.counter_id, status)
-                if status in TERMINAL_STATUSES:
+                if status in UPLOAD_TERMINAL_STATUSES:
                     yield self._event("success", uploading=last, polls=polls)
                     return
             except asyncio.CancelledError:
@@ -124,17 +112,13 @@ class UploadStatusTrigger(PollingTrigger):
                 if give_up := errors.failed(exc):
                     yield self._event("error", permanent=give_up.permanent, message=give_up.message)
                     return
-            wait = next(waits)
-            if (remaining := self.remaining()) is not None:
-                if remaining <= 0:
-                    status = (last or {}).get("status")
-                    yield self._event(
-                        "timeout",
-                        uploading=last,
-                        message=f"upload {self.upload_id} on counter {self.counter_id} is still "
-                        f"{status or 'unknown'} at the deadline; Metrika may need up to 24 hours. "
-                        "Re-run the wait task to wait again (the upload is not repeated).",
-                    )
-                    return
-                wait = min(wait, remaining)  # one last poll at the deadline
-            await asyncio.sleep(wait)
+            if self.deadline_passed():
+                status = (last or {}).get("status")
+                yield self._event(
+                    "timeout",
+                    uploading=last,
+                    message=f"upload {self.upload_id} on counter {self.counter_id} is still "
+                    f"{status or 'unknown'} at the deadline; Metrika may need up to 24 hours. "
+                    "Re-run the wait task to wait again (the upload is not repeated).",
+                )
+                return

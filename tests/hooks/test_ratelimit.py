@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
-from calltouch_metrika.hooks._http import SlidingWindowLimiter, young_gc_only
+from calltouch_metrika.hooks._ratelimit import SlidingWindowLimiter, young_gc_only
+from calltouch_metrika.hooks.calltouch import CalltouchHook
+from calltouch_metrika.hooks.metrika import MetrikaHook
+from tests.hooks.conftest import DAY, status_count
 
 EPS = 1e-9
 YOUNG_ONLY_OLDER = 2**31 - 1
@@ -251,3 +254,70 @@ def test_extraction_restores_gc_when_a_request_fails(
     with pytest.raises(ServerError):
         calltouch(max_attempts=2).get_calls("2026-11-20", "2026-11-20")
     assert gc.get_threshold() == thresholds
+
+
+# -- limiter on real threads, asyncio and hooks against the sandbox ------------------------------------
+
+
+def test_limiter_never_admits_more_than_n_in_any_window() -> None:
+    limiter = SlidingWindowLimiter(3, window=0.1)
+
+    def worker() -> None:
+        for _ in range(4):
+            limiter.acquire()
+            limiter.release()
+
+    threads = [threading.Thread(target=worker) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    starts = sorted(limiter.history)
+    assert len(starts) == 20
+    assert all(starts[i + 3] - starts[i] >= 0.1 for i in range(len(starts) - 3))
+
+
+async def test_limiter_async_respects_window_and_parallel_cap() -> None:
+    import asyncio
+
+    limiter = SlidingWindowLimiter(4, window=0.1, max_in_flight=2)
+    in_flight = 0
+    peak = 0
+
+    async def one() -> None:
+        nonlocal in_flight, peak
+        await limiter.aacquire()
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        limiter.release()
+
+    await asyncio.gather(*(one() for _ in range(12)))
+    starts = sorted(limiter.history)
+    assert len(starts) == 12 and peak <= 2
+    assert all(starts[i + 4] - starts[i] >= 0.1 for i in range(len(starts) - 4))
+
+
+def test_limiter_is_shared_by_hooks_of_one_host(sandbox: Any) -> None:
+    a, b = CalltouchHook(), CalltouchHook(site_id=10002)
+    assert a.transport.limiter is b.transport.limiter
+    assert a.transport.limiter is not MetrikaHook().transport.limiter
+    a.get_calls(DAY, DAY)
+    b.get_calls(DAY, DAY)
+    starts = sorted(a.transport.limiter.history)
+    assert all(starts[i + 5] - starts[i] >= 1.0 for i in range(len(starts) - 5))
+
+
+def test_parallel_extraction_stays_within_the_window(sandbox: Any, calltouch: Any) -> None:
+    """3 days x 2001 calls: 9 pages fetched concurrently, never more than 5 starts per window."""
+    sandbox.reset(volume_overrides={f"10001:2026-11-{d}": 2001 for d in (18, 19, 20)})
+    hook = calltouch()
+    before = len(hook.transport.limiter.history)
+    assert len(hook.get_calls("2026-11-18", "2026-11-20")) == 3 * 2001
+    starts = sorted(list(hook.transport.limiter.history)[before:])
+    # 9 pages; a 429 is possible when the sandbox stamps queued requests late, and is retried
+    assert len(starts) >= 9
+    assert status_count(sandbox.state(), "200") == 9
+    window = hook.transport.limiter.window
+    assert all(starts[i + 5] - starts[i] >= window for i in range(len(starts) - 5))
