@@ -66,6 +66,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from calltouch_metrika import storage
+from calltouch_metrika.constants import UPLOAD_TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -83,8 +84,8 @@ __all__ = [
     "write_linkage",
 ]
 
-#: Metrika's terminal upload statuses (api-notes §3.4).
-FINAL_STATUSES = ("PROCESSED", "LINKAGE_FAILURE")
+#: Metrika's terminal upload statuses (api-notes §3.4; ``constants.UPLOAD_TERMINAL_STATUSES``).
+FINAL_STATUSES = tuple(sorted(UPLOAD_TERMINAL_STATUSES))
 #: The ``uploading`` quantities kept as their own columns (api-notes §3.4); others go to ``other_quantities``.
 QUANTITIES = (
     "source_quantity",
