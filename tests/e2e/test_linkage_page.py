@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from .conftest import CALLS_DAG, E2E, PIPELINE, SECRETS, backfill_days
-from .test_pipelines import _backfill, _run_day, _wait_backfill_completed, _wait_sensors_deferred
+from .test_pipelines import _backfill, _run_day, _wait_backfill_completed
 from .test_ui import _log_in, _screenshot, browser  # noqa: F401  (browser is a fixture)
 
 pytestmark = pytest.mark.browser
@@ -38,13 +38,26 @@ def reported_days(e2e: E2E) -> dict[str, Any]:
     e2e.hold_metrika_statuses()
     try:
         _backfill(e2e, days)
-        _wait_sensors_deferred(e2e, earlier_runs, 2)
+        _wait_sensors_started(e2e, earlier_runs, 2)
         time.sleep(5)  # apache/airflow#71580: let the deferrals settle before the triggers can fire
     finally:
         e2e.release_metrika_statuses()
     _wait_backfill_completed(e2e)
     runs = {k: r for k, r in e2e.runs(CALLS_DAG).items() if k not in earlier_runs}
     return {"days": days, "runs": runs}
+
+
+def _wait_sensors_started(e2e: E2E, earlier_runs: set[str], count: int, *, timeout: float = 420) -> None:
+    """Wait until ``count`` new runs' ``wait`` sensors are waiting (deferred, or poking on a worker)."""
+    deadline = time.monotonic() + timeout
+    states: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        runs = [k for k in e2e.runs(CALLS_DAG) if k not in earlier_runs]
+        states = {k: e2e.task_instances(CALLS_DAG, k).get("wait", {}).get("state") for k in runs}
+        if len(states) == count and set(states.values()) <= {"deferred", "running", "up_for_reschedule"}:
+            return
+        time.sleep(3)
+    pytest.fail(f"the status sensors did not start waiting within {timeout:.0f}s: {states}")
 
 
 def _data(e2e: E2E, days: int) -> dict[str, Any]:

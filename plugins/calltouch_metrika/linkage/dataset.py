@@ -29,6 +29,8 @@ column                        type                   meaning
 ``extracted``                 int64                  calls extracted for the day by that run
 ``uploaded``                  int64                  rows of this upload's CSV (the run's when none)
 ``rejected``                  int64                  calls rejected by that run (all reasons)
+``already_uploaded``          int64                  calls of the day an earlier upload sent (a top-up
+                                                     run; ``extracted = uploaded + rejected + this``)
 ``rejected_<reason>``         int64                  rejected with ``<reason>`` (``transforms.calls.REASONS``;
                                                      e.g. ``rejected_missing_identifier``), 0 if none
 ``status``                    string, null           Metrika's final status: ``PROCESSED`` | ``LINKAGE_FAILURE``
@@ -136,6 +138,7 @@ def base_schema() -> pa.Schema:
             ("extracted", pa.int64()),
             ("uploaded", pa.int64()),
             ("rejected", pa.int64()),
+            ("already_uploaded", pa.int64()),
             ("status", pa.string()),
             *[(q, pa.int64()) for q in QUANTITIES],
             ("other_quantities", pa.map_(pa.string(), pa.int64())),
@@ -197,13 +200,14 @@ def _int_or_none(value: Any) -> int | None:
 def linkage_row(upload: LinkageUpload, *, now: datetime) -> dict[str, Any]:
     """The dataset row of one upload (pure). ``now`` is when the final status is observed.
 
-    :raises ValueError: the counts do not reconcile (extracted != uploaded + rejected, or the reasons
-        do not add up), or the record is not final.
+    :raises ValueError: the counts do not reconcile (uploaded + rejected > extracted, or the reasons
+        do not add up to rejected), or the record is not final.
     """
     c = upload.counts
     extracted, uploaded, rejected = int(c["extracted"]), int(c["uploaded"]), int(c["rejected"])
     by_reason = {str(k): int(v) for k, v in dict(c.get("rejects_by_reason") or {}).items()}
-    if extracted != uploaded + rejected or sum(by_reason.values()) != rejected:
+    already = extracted - uploaded - rejected  # a top-up run: calls an earlier upload of the day sent
+    if already < 0 or sum(by_reason.values()) != rejected:
         raise ValueError(
             f"counts do not reconcile: extracted {extracted}, uploaded {uploaded}, rejected {rejected}, "
             f"by reason {by_reason}"
@@ -235,6 +239,7 @@ def linkage_row(upload: LinkageUpload, *, now: datetime) -> dict[str, Any]:
         "extracted": extracted,
         "uploaded": uploaded if upload.uploaded is None else int(upload.uploaded),
         "rejected": rejected,
+        "already_uploaded": already,
         "status": status,
         **quantities,
         "other_quantities": other,
@@ -375,6 +380,7 @@ def daily_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "day": day.isoformat(),
                 "extracted": int(latest["extracted"]),
                 "rejected": int(latest["rejected"]),
+                "already_uploaded": int(latest.get("already_uploaded") or 0),
                 "rejected_by_reason": dict(sorted(reasons.items())),
                 "uploaded": sum(int(r["uploaded"]) for r in ups),
                 "uploaded_first": sum(int(r["uploaded"]) for r in ups if r.get("upload_kind") != "topup"),
