@@ -130,6 +130,7 @@ PAGE = """<!doctype html>
   th, td { border-bottom: 1px solid #e4e7eb; padding: 4px 8px; text-align: right; white-space: nowrap; }
   th { background: #f5f7fa; position: sticky; top: 0; }
   td.l, th.l { text-align: left; white-space: normal; }
+  td:first-child { white-space: nowrap; }
   .PROCESSED { color: #1b7f3b; } .LINKAGE_FAILURE { color: #c62828; font-weight: 600; }
   #message { color: #c62828; margin: 8px 0; }
   a { color: #1565c0; }
@@ -229,7 +230,7 @@ function drawChart(report) {
             tickvals: ticks, ticktext: ticks.map((d) => Number(d.slice(8)) + " " + MONTHS[Number(d.slice(5, 7)) - 1]),
             tickangle: 0, title: {text: "local day (" + report.timezone + ")", standoff: 8}},
     yaxis: {title: {text: "calls"}, rangemode: "tozero"},
-    yaxis2: {title: {text: "linked share"}, overlaying: "y", side: "right", range: [0, 110],
+    yaxis2: {title: {text: "linked share, %"}, overlaying: "y", side: "right", range: [0, 110],
              tickvals: [0, 25, 50, 75, 100], ticksuffix: " %", showgrid: false},
   };
   Plotly.react("chart", traces, layout, {displaylogo: false, responsive: true});
