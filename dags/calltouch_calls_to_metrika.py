@@ -1,18 +1,19 @@
 """Calltouch calls -> Yandex Metrika offline calls: one DAG per pipeline in ``include/config/pipelines.yaml``.
 
 Each DAG, ``calltouch_calls_to_metrika__<name>``, runs ``extract >> upload >> wait`` once per local day
-(its data interval, in the pipeline's time zone). Catchup is on, so backfills from the UI and
+(its data interval ``[D 00:00, D+1 00:00)`` in the pipeline's time zone: :class:`LocalDayTimetable`). Catchup is on, so backfills from the UI and
 ``airflow backfill create`` just work; re-running a day never uploads it twice.
 
 This file only reads the configuration and wires operators: no API calls, no pandas at parse time.
-An invalid configuration raises ``ConfigError`` here, which Airflow shows as this file's import error.
+Only valid pipelines are built: a broken one hides only itself, and ``calltouch_config_errors.py``
+shows every config error as its import error.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, Param
 
-from calltouch_metrika.config import Pipeline, load_config
+from calltouch_metrika.config import Pipeline, load_valid_config
 from calltouch_metrika.dag_factory import (
     calls_asset,
     linkage_asset,
@@ -24,12 +25,19 @@ from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
 from calltouch_metrika.operators.metrika import MetrikaUploadCallsOperator
 from calltouch_metrika.operators.report import LinkageReportOperator
 from calltouch_metrika.sensors.metrika import UploadStatusSensor
+from calltouch_metrika.timetables import LocalDayTimetable
 
 DOC_MD = """
 ### Calltouch calls → Yandex Metrika ({name})
 
-Every day (cron `{schedule}`, {timezone}) this DAG sends the previous local day's calls of Calltouch
-site **{site_id}** to Metrika counter **{counter_id}** as offline calls.
+Each run is one **local calendar day** D of {timezone}: its data interval is `[D 00:00, D+1 00:00)`,
+its run id `scheduled__D` / `backfill__D`, and it starts at {at} on D+1 (schedule `{schedule}`). It sends
+that day's calls of Calltouch site **{site_id}** to Metrika counter **{counter_id}** as offline calls.
+
+**Choosing the day by hand:** Trigger with *Logical date* = D 00:00 (UTC or {timezone}) to send day D;
+the default *now* sends the last complete day. A day that has not ended yet fails without uploading.
+CLI: `airflow dags test {dag_id} 2026-11-29`; range: `airflow backfill create --dag-id {dag_id}
+--from-date 2026-11-20 --to-date 2026-11-22` (days 20, 21, 22).
 
 1. **extract** — the day's calls through the Calltouch API, written as Parquet to
    `{storage_root}/calltouch/calls/site={site_id}/date=YYYY-MM-DD/calls.parquet`.
@@ -52,7 +60,7 @@ def build_dag(pipeline: Pipeline) -> DAG:
     with DAG(
         dag_id=pipeline.dag_id,
         description=f"Calltouch site {pipeline.site_id} calls -> Metrika counter {pipeline.counter_id}",
-        schedule=CronDataIntervalTimetable(pipeline.schedule, timezone=pipeline.timezone),
+        schedule=LocalDayTimetable(at=pipeline.schedule_at, timezone=pipeline.timezone),
         start_date=local_midnight(pipeline.start_date, pipeline.timezone),
         catchup=True,
         max_active_runs=pipeline.max_active_runs,
@@ -69,6 +77,8 @@ def build_dag(pipeline: Pipeline) -> DAG:
         doc_md=DOC_MD.format(
             name=pipeline.name,
             schedule=pipeline.schedule,
+            at=pipeline.schedule_at,
+            dag_id=pipeline.dag_id,
             timezone=pipeline.timezone,
             site_id=pipeline.site_id,
             counter_id=pipeline.counter_id,
@@ -129,5 +139,5 @@ def build_dag(pipeline: Pipeline) -> DAG:
     return dag
 
 
-for _pipeline in load_config().pipelines:
+for _pipeline in load_valid_config().pipelines:
     globals()[_pipeline.dag_id] = build_dag(_pipeline)

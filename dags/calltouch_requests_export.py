@@ -11,20 +11,20 @@ A successful extract records an event on the Asset ``calltouch_requests__<pipeli
 the site's dataset directory, so downstream DAGs can be scheduled on it (see
 ``example_requests_consumer.py``).
 
-Schedule: daily, with *interval* semantics in the pipeline's time zone
-(:class:`~airflow.sdk.CronDataIntervalTimetable`): the run for local day D starts at the cron time
-on D+1 and covers [D 00:00, D+1 00:00) of the site's clock; ``catchup=True`` backfills every day
-since ``start_date``. The cron is ``requests_export.schedule``, else the pipeline's ``schedule``.
+Schedule: one run per local day of the pipeline's time zone
+(:class:`~calltouch_metrika.timetables.LocalDayTimetable`): the run for day D has the data interval
+[D 00:00, D+1 00:00) of the site's clock and starts at the time of day of ``requests_export.schedule``
+(else the pipeline's ``schedule``, a daily ``"M H * * *"``) on D+1; ``catchup=True`` backfills every
+day since ``start_date``. Run ids name the day (``scheduled__2026-11-29``).
 
 Parsing reads the config only: no API call, no pandas.
 """
 
 from __future__ import annotations
 
-import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
-from calltouch_metrika.config import Pipeline, load_config
+from calltouch_metrika.config import Pipeline, cron_time_of_day, load_valid_config
 from calltouch_metrika.dag_factory import (
     local_midnight,
     pipeline_default_args,
@@ -33,6 +33,7 @@ from calltouch_metrika.dag_factory import (
     requests_export_pipelines,
 )
 from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
+from calltouch_metrika.timetables import LocalDayTimetable
 
 DAG_ID_PREFIX = "calltouch_requests_export__"
 
@@ -46,8 +47,8 @@ def build_dag(pipeline: Pipeline) -> DAG:
     with DAG(
         dag_id=f"{DAG_ID_PREFIX}{pipeline.name}",
         description=f"Calltouch requests journal of site {pipeline.site_id} -> Parquet, one file per local day",
-        schedule=CronDataIntervalTimetable(
-            export.schedule or pipeline.schedule, timezone=pendulum.timezone(pipeline.timezone)
+        schedule=LocalDayTimetable(
+            at=cron_time_of_day(export.schedule or pipeline.schedule), timezone=pipeline.timezone
         ),
         start_date=local_midnight(pipeline.start_date, pipeline.timezone),
         catchup=True,
@@ -75,5 +76,5 @@ def build_dag(pipeline: Pipeline) -> DAG:
     return dag
 
 
-for _pipeline in requests_export_pipelines(load_config().pipelines):
+for _pipeline in requests_export_pipelines(load_valid_config().pipelines):
     globals()[f"{DAG_ID_PREFIX}{_pipeline.name}"] = build_dag(_pipeline)

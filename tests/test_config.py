@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import tempfile
 import textwrap
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from calltouch_metrika.config import REPO_ROOT, config_path, load_config
+from calltouch_metrika.config import (
+    CALLS_COLUMNS,
+    REPO_ROOT,
+    ConfigWarning,
+    config_path,
+    cron_time_of_day,
+    load_config,
+    load_valid_config,
+    raise_config_errors,
+    read_config,
+)
 from calltouch_metrika.exceptions import ConfigError
 
 MINIMAL = """
@@ -128,7 +143,7 @@ def test_bad_name_and_duplicates(tmp_path: Path) -> None:
           - {name: demo, site_id: 3, counter_id: 4, start_date: 2026-11-01}
         """,
     )
-    assert msg == "pipelines.yaml: pipeline 'demo': key 'name': duplicate pipeline name"
+    assert msg.startswith("pipelines.yaml: pipeline 'demo': key 'name': duplicate pipeline name")
     msg = error_of(tmp_path, "pipelines:\n  - {site_id: 1, counter_id: 2, start_date: 2026-11-01}\n")
     assert "pipeline '#1': key 'name': field required" in msg
 
@@ -159,3 +174,206 @@ def test_shipped_file_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     target = cfg.get_pipeline("target_calls")
     assert (target.site_id, target.counter_id, target.price.mode) == (10002, 20002, "fixed")
     assert target.filters["target_only"] is True
+
+
+# -- issue 13 §1: every bad value caught when the file is parsed, naming file, pipeline and key ----
+
+GOOD = "  - {name: good, site_id: 7, counter_id: 8, start_date: 2026-11-20}\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "words"),
+    [
+        ("    start_date: 2026-13-01\n", "start_date", "month"),
+        ("    filters: {with_call_tags: maybe}\n", "filters", "with_call_tags: must be true or false"),
+        ("    filters: {attribution: 5}\n", "filters", "attribution: must be 0"),
+        ("    filters: {bind_to: visit}\n", "filters", "bind_to: must be one of call, session"),
+        ("    price: {mode: fixed, value: 1e20}\n", "price", "more than 1,000,000,000 per call"),
+        ("    price: {mode: fixed, value: .nan}\n", "price", "positive 'value'"),
+        ("    identifier: {field: yaClientID}\n", "identifier", "'yaClientID' is not a calls column"),
+        (f"    new_goal_name: {'Г' * 300}\n", "new_goal_name", "at most 255 characters"),
+        ("    new_goal_name: ''\n", "new_goal_name", "at least 1 character"),
+        ("    site_id: true\n", "site_id", "valid integer"),
+        ("    counter_id: '20001'\n", "counter_id", "valid integer"),
+        ("    plans_file: no_such_plans.csv\n", "plans_file", "does not exist"),
+        ('    schedule: "0 5 * * 1-5"\n', "schedule", "daily cron 'M H * * *'"),
+        ('    schedule: "*/10 * * * *"\n', "schedule", "daily cron 'M H * * *'"),
+        (
+            '    requests_export: {enabled: true, schedule: "0 5,17 * * *"}\n',
+            "requests_export.schedule",
+            "daily cron",
+        ),
+        (
+            "    requests_export: {enabled: true, params: {with_attrs: 1}}\n",
+            "requests_export.params",
+            "with_attrs",
+        ),
+    ],
+)
+def test_issue_13_examples_are_parse_time_errors(tmp_path: Path, extra: str, key: str, words: str) -> None:
+    msg = error_of(tmp_path, MINIMAL + extra)
+    assert msg.startswith(f"pipelines.yaml: pipeline 'demo': key '{key}': "), msg
+    assert words in msg, msg
+
+
+def test_a_broken_pipeline_hides_only_itself(tmp_path: Path) -> None:
+    report = read_config(write(tmp_path, MINIMAL + "    counter_idd: 5\n" + GOOD))
+    assert [p.name for p in report.pipelines] == ["good"]
+    assert report.broken == ["demo"]
+    assert report.errors == [
+        "pipelines.yaml: pipeline 'demo': key 'counter_idd': unknown key (not allowed; check the spelling)"
+    ]
+    assert [
+        p.name for p in load_valid_config(write(tmp_path, MINIMAL + "    site_id: -1\n" + GOOD)).pipelines
+    ] == ["good"]
+    with pytest.raises(ConfigError) as exc:
+        raise_config_errors(write(tmp_path, MINIMAL + "    site_id: true\n" + GOOD))
+    assert str(exc.value).splitlines()[0] == (
+        "1 error(s) in pipelines.yaml; pipeline(s) not loaded: demo; pipeline(s) loaded: good"
+    )
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "pipelines: []\n", "defaults: {timezone: UTC}\n"])
+def test_an_empty_file_says_so(tmp_path: Path, text: str) -> None:
+    msg = error_of(tmp_path, text)
+    assert msg == (
+        "pipelines.yaml: key 'pipelines': no pipelines configured (the file defines 0), so no calls DAG exists"
+    )
+
+
+def test_start_date_before_the_linkage_window_warns_with_the_number_of_days(tmp_path: Path) -> None:
+    text = MINIMAL.replace("2026-11-01", "2020-01-01")
+    report = read_config(write(tmp_path, text), today=date(2026, 11, 30))
+    assert report.errors == [] and [p.name for p in report.pipelines] == ["demo"]
+    # 2020-01-01 .. 2026-11-30 is 2525 days; the window is the last 21 of them.
+    assert report.warnings == [
+        "pipelines.yaml: pipeline 'demo': key 'start_date': start_date 2020-01-01 is 2504 day(s) before "
+        "Metrika's 21-day linkage window (it starts 2026-11-09): calls of those days are extracted and "
+        "uploaded but cannot be linked to visits; set a recent start_date"
+    ]
+    recent = read_config(
+        write(tmp_path, MINIMAL.replace("2026-11-01", "2026-11-09")), today=date(2026, 11, 30)
+    )
+    assert recent.warnings == []
+    with pytest.warns(ConfigWarning, match="2020-01-01 is [0-9]+ day"):
+        raise_config_errors(write(tmp_path, text))
+
+
+def test_calls_columns_match_the_calls_table() -> None:
+    from calltouch_metrika.transforms.records import INT_FIELDS, STRING_FIELDS
+
+    assert set(CALLS_COLUMNS) == set(INT_FIELDS) | set(STRING_FIELDS)
+    assert load_config(write(Path(tempfile.mkdtemp()), MINIMAL + "    identifier: {field: 'url?yclid'}\n"))
+
+
+def test_schedule_keeps_its_meaning() -> None:
+    assert cron_time_of_day("0 5 * * *") == "05:00"
+    assert cron_time_of_day("30 2 * * *") == "02:30"
+    assert cron_time_of_day("@daily") == "00:00"
+    for bad in (
+        "0 5 * * 1",
+        "0 5,6 * * *",
+        "0 */2 * * *",
+        "0 5 1 * *",
+        "@hourly",
+        "61 5 * * *",
+        "0 24 * * *",
+    ):
+        with pytest.raises(ValueError, match="not a daily cron"):
+            cron_time_of_day(bad)
+
+
+# -- property: any broken pipeline hides only itself, through a real DagBag on dags/ -------------
+
+_BAD_VALUES: list[tuple[str, Any]] = [
+    ("site_id", True),
+    ("site_id", -3),
+    ("site_id", "abc"),
+    ("counter_id", False),
+    ("counter_id", 0),
+    ("timezone", "Mars/Olympus"),
+    ("schedule", "0 5 * * 1"),
+    ("schedule", "nonsense"),
+    ("start_date", "2026-13-01"),
+    ("start_date", "2026-02-30"),
+    ("start_date", "yesterday"),
+    ("price", {"mode": "fixed", "value": 1e20}),
+    ("price", {"mode": "fixed"}),
+    ("price", {"mode": "gratis"}),
+    ("filters", {"with_call_tags": "maybe"}),
+    ("filters", {"attribution": 5}),
+    ("filters", {"target_onl": True}),
+    ("identifier", {"field": "yaClientID"}),
+    ("identifier", {"type": "Email"}),
+    ("new_goal_name", "x" * 300),
+    ("plans_file", "missing_plans.csv"),
+    ("max_active_runs", 0),
+    ("retries", -1),
+    ("on_linkage_failure", "ignore"),
+    ("storage_root", "   "),
+    ("requests_export", {"enabled": True, "params": {"bogus": 1}}),
+]
+
+
+def _pipeline(name: str, site: int) -> dict[str, Any]:
+    return {"name": name, "site_id": site, "counter_id": site + 1000, "start_date": "2026-11-20"}
+
+
+@st.composite
+def _broken_configs(draw: st.DrawFn) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    n = draw(st.integers(min_value=2, max_value=5))
+    names = [f"p{i}" for i in range(n)]
+    broken_idx = draw(st.sets(st.integers(min_value=0, max_value=n - 1), min_size=1, max_size=n - 1))
+    items, broken = [], {}
+    for i, name in enumerate(names):
+        item = _pipeline(name, 100 + i)
+        if i in broken_idx:
+            if draw(st.booleans()):
+                key, value = draw(st.sampled_from(_BAD_VALUES))
+                item[key] = value
+            else:  # a typo of a key
+                key = draw(st.sampled_from(["counter_idd", "site", "timezon", "shedule", "price_mode"]))
+                item[key] = 1
+            broken[name] = key
+        items.append(item)
+    healthy = [n for n in names if n not in broken]
+    return {"pipelines": items}, healthy, broken
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=_broken_configs())
+def test_property_every_error_names_its_pipeline_and_key(case: Any) -> None:
+    raw, healthy, broken = case
+    path = Path(tempfile.mkdtemp()) / "pipelines.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    report = read_config(path)
+    assert [p.name for p in report.pipelines] == healthy
+    assert report.broken == list(broken)
+    for name, key in broken.items():
+        assert any(
+            line.startswith(f"pipelines.yaml: pipeline '{name}': key '{key}")
+            for err in report.errors
+            for line in err.splitlines()
+        ), (name, key, report.errors)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=_broken_configs())
+def test_property_healthy_pipelines_still_load_in_a_dagbag(
+    case: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    raw, healthy, broken = case
+    path = Path(tempfile.mkdtemp()) / "pipelines.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(path))
+    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
+    calls = sorted(d for d in bag.dags if d.startswith("calltouch_calls_to_metrika__"))
+    assert calls == sorted(f"calltouch_calls_to_metrika__{n}" for n in healthy)
+    assert "calltouch_plans_import" in bag.dags
+    errors = {Path(f).name: e for f, e in bag.import_errors.items()}
+    assert list(errors) == ["calltouch_config_errors.py"], errors
+    message = errors["calltouch_config_errors.py"]
+    for name, key in broken.items():
+        assert f"pipelines.yaml: pipeline '{name}': key '{key}" in message, (name, key, message)

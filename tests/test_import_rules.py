@@ -42,7 +42,18 @@ ALLOWED: dict[str, set[str]] = {
     "sensors": _BASE | {"sensors", "triggers", "hooks", "storage"},
     # operators: thin, on hooks, transforms, storage and the call ledger
     "operators": _BASE
-    | {"hooks", "transforms", "storage", "config", "catalog", "ledger", "lease", "exactly_once", "linkage"},
+    | {
+        "hooks",
+        "transforms",
+        "storage",
+        "config",
+        "catalog",
+        "ledger",
+        "lease",
+        "exactly_once",
+        "timetables",
+        "linkage",
+    },
     # the call ledger and its per-counter lease (issue 12)
     "lease": _BASE | {"storage"},
     "ledger": _BASE | {"storage", "lease"},

@@ -92,17 +92,12 @@ def _environment(url: str) -> dict[str, str]:
 
 
 def logical_date_for(day: date, tz: str, schedule: str) -> str:
-    """A logical date whose manual data interval (the pipeline's daily cron) is exactly local ``day``.
+    """The logical date that names local ``day``: the plain date (``2026-11-29``).
 
-    A manual run processes the last complete interval before its logical date; the first cron tick of
-    the next day closes ``day``'s interval, so we pass that tick.
+    Each run of the calls and requests DAGs is one local day (``LocalDayTimetable``), and
+    ``airflow dags test DAG 2026-11-29`` processes 2026-11-29 (``tz`` and ``schedule`` no longer matter).
     """
-    from croniter import croniter
-
-    zone = ZoneInfo(tz)
-    start = datetime(day.year, day.month, day.day, tzinfo=zone) + timedelta(days=1)
-    tick = croniter(schedule, start - timedelta(seconds=1)).get_next(datetime)
-    return tick.astimezone(zone).isoformat()
+    return day.isoformat()
 
 
 # -- steps --------------------------------------------------------------------------------------------

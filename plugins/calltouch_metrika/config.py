@@ -19,13 +19,16 @@ File shape::
         start_date: 2026-11-01
 
 This module is imported while DAG files are parsed: it must stay light (no pandas, no pyarrow,
-no API calls). The Calltouch hook module is imported lazily only to check filter names.
+no API calls, no hook import). Parameter tables come from ``constants``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import warnings
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +42,32 @@ from calltouch_metrika.exceptions import ConfigError
 
 CONFIG_ENV = "CALLTOUCH_METRIKA_CONFIG"
 DATA_ENV = "CALLTOUCH_METRIKA_DATA"
+
+
+#: Metrika links an offline call to a visit only within this many days (api-notes §3).
+LINKAGE_WINDOW_DAYS = 21
+#: Longest ``new_goal_name`` accepted: Metrika answers 400 to a 300-character name (issue 13); the
+#: docs give no figure, so the cap is the one documented for the upload ``comment`` (api-notes §3.2).
+MAX_GOAL_NAME = 255
+#: Largest fixed price per call accepted (a typo guard: 1e20 RUB per call is never meant).
+MAX_PRICE = 1_000_000_000
+#: Where plan files named without a directory live (same rule as the plans operator).
+PLANS_DIR_ENV = "CALLTOUCH_METRIKA_PLANS_DIR"
+#: Calls columns that can hold a visitor identifier (strings and integers of the calls table,
+#: ``transforms/records.py``; a test keeps the two lists equal). ``"<column>?<param>"`` takes a
+#: query parameter of a URL column.
+CALLS_COLUMNS: tuple[str, ...] = (
+    "callId", "timestamp", "duration", "waitingConnect", "sessionId", "ctClientId", "siteId",
+    "attribution", "date", "sessionDate", "callerNumber", "phoneNumber", "redirectNumber",
+    "yaClientId", "clientId", "ctCallerId", "ctGlobalId", "sipCallId", "callReferenceId",
+    "callphase", "manager", "subPoolName", "statusDetails", "source", "medium", "keyword", "city",
+    "hostname", "ref", "url", "callUrl", "utmSource", "utmMedium", "utmCampaign", "utmContent",
+    "utmTerm", "userAgent", "ip", "device", "os", "browser", "siteName",
+)  # fmt: skip
+
+
+class ConfigWarning(UserWarning):
+    """A valid but suspicious setting (e.g. a ``start_date`` long before Metrika's linkage window)."""
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -87,6 +116,13 @@ class Identifier(_Strict):
             if self.type != "ClientId":
                 raise ValueError(f"'field' is required when type is {self.type} (the call field holding it)")
             object.__setattr__(self, "field", "yaClientId")
+        column, _, param = str(self.field).partition("?")
+        if column not in CALLS_COLUMNS:
+            raise ValueError(
+                f"field {self.field!r}: {column!r} is not a calls column (one of {', '.join(CALLS_COLUMNS)})"
+            )
+        if "?" in str(self.field) and not re.fullmatch(r"[A-Za-z0-9_.\-]+", param):
+            raise ValueError(f"field {self.field!r}: bad query parameter name {param!r}")
         return self
 
 
@@ -106,8 +142,10 @@ class Price(_Strict):
 
     @model_validator(mode="after")
     def _value_for_fixed(self) -> Price:
-        if self.mode == "fixed" and (self.value is None or self.value <= 0):
+        if self.mode == "fixed" and (self.value is None or not math.isfinite(self.value) or self.value <= 0):
             raise ValueError("mode 'fixed' needs a positive 'value'")
+        if self.mode == "fixed" and self.value is not None and self.value > MAX_PRICE:
+            raise ValueError(f"value {self.value:g} is more than {MAX_PRICE:,} per call: check the number")
         if self.mode != "fixed" and self.value is not None:
             raise ValueError(f"'value' is only used with mode 'fixed' (mode is {self.mode!r})")
         return self
@@ -119,27 +157,72 @@ class CallTags(_Strict):
     enabled: bool = True
 
 
-def _check_cron(v: str) -> str:
-    from croniter import croniter
+_CRON_DAILY = re.compile(r"^\s*(\d{1,2})\s+(\d{1,2})\s+\*\s+\*\s+\*\s*$")
 
-    if not croniter.is_valid(v):
-        raise ValueError(f"not a valid cron expression: {v!r}")
+
+def cron_time_of_day(cron: str) -> str:
+    """``"HH:MM"`` from a daily cron ``"M H * * *"`` (or ``@daily`` / ``@midnight``).
+
+    The pipelines file keeps its ``schedule: "0 5 * * *"`` meaning "the day's run starts at 05:00
+    the next morning"; any other cron (several times a day, weekdays only, ...) has no meaning for
+    a one-run-per-day pipeline.
+
+    :raises ValueError: the expression is not "a time of day, every day".
+    """
+    if cron.strip() in ("@daily", "@midnight"):
+        return "00:00"
+    m = _CRON_DAILY.match(cron)
+    if not m or int(m.group(1)) > 59 or int(m.group(2)) > 23:
+        raise ValueError(
+            f"schedule {cron!r} is not a daily cron 'M H * * *' (a time of day, every day): each run "
+            "processes one whole local day, so the schedule only says when it starts the next morning, "
+            "e.g. '0 5 * * *' = 05:00 local time"
+        )
+    return f"{int(m.group(2)):02d}:{int(m.group(1)):02d}"
+
+
+def _check_cron(v: str) -> str:
+    """A daily ``"M H * * *"``: each run is one local day, the schedule only says when it starts."""
+    cron_time_of_day(v)
     return v
 
 
 def _check_hook_params(params: dict[str, Any], table_name: str) -> dict[str, Any]:
-    """Check snake_case Calltouch parameter names against the hook's public mapping table."""
-    try:
-        from calltouch_metrika import constants as ct_hooks  # tables only: no hook import at parse time
-    except ImportError:  # pragma: no cover - the hook module is part of the package
-        return params
-    table = getattr(ct_hooks, table_name, None)
-    if table is None:  # pragma: no cover
-        return params
+    """Check Calltouch parameter names (snake_case) and the values of the typed ones.
+
+    Flags (``with_*``, ``*_only``) are booleans, ``attribution`` is 0 or 1, ``bind_to`` and
+    ``*_filter_mode`` are enumerations (seeds 003, 004); the hook maps the rest as given.
+    """
+    from calltouch_metrika import constants  # tables only: no hook import at parse time
+
+    table = getattr(constants, table_name)
+    bind_to = constants.BIND_TO_REQUESTS if table_name == "REQUESTS_PARAMS" else constants.BIND_TO_CALLS
     unknown = sorted(set(params) - set(table))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(table)}")
+    for name, value in params.items():
+        if value is None:
+            continue
+        if name.startswith("with_") or name.endswith("_only"):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name}: must be true or false, got {value!r}")
+        elif name == "attribution":
+            if isinstance(value, bool) or str(value) not in ("0", "1"):
+                raise ValueError(
+                    f"attribution: must be 0 (last interaction) or 1 (last indirect), got {value!r}"
+                )
+        elif name == "bind_to":
+            if value not in bind_to:
+                raise ValueError(f"bind_to: must be one of {', '.join(bind_to)}, got {value!r}")
+        elif name.endswith("_filter_mode") and value not in constants.FILTER_MODES:
+            raise ValueError(f"{name}: must be one of {', '.join(constants.FILTER_MODES)}, got {value!r}")
     return params
+
+
+def plans_dir() -> Path:
+    """Where bare plan file names live: ``$CALLTOUCH_METRIKA_PLANS_DIR``, else ``<repo>/include/plans``."""
+    env = os.environ.get(PLANS_DIR_ENV)
+    return Path(env).expanduser() if env else REPO_ROOT / "include" / "plans"
 
 
 class RequestsExport(_Strict):
@@ -165,9 +248,9 @@ class Pipeline(_Strict):
 
     name: str = Field(pattern=r"^[a-z0-9_]+$", max_length=64)
     calltouch_conn_id: str = "calltouch_default"
-    site_id: int = Field(gt=0)
+    site_id: int = Field(gt=0, strict=True)
     metrika_conn_id: str = "metrika_default"
-    counter_id: int = Field(gt=0)
+    counter_id: int = Field(gt=0, strict=True)
     timezone: str = "Europe/Moscow"
     schedule: str = "0 5 * * *"
     start_date: date
@@ -175,7 +258,7 @@ class Pipeline(_Strict):
     filters: dict[str, Any] = Field(default_factory=dict)
     price: Price = Field(default_factory=Price)
     tags: CallTags = Field(default_factory=CallTags)
-    new_goal_name: str | None = None
+    new_goal_name: str | None = Field(default=None, min_length=1, max_length=MAX_GOAL_NAME)
     on_linkage_failure: Literal["fail", "warn"] = "fail"
     storage_root: str = Field(default_factory=default_storage_root)
     hash_phone_numbers: bool = False
@@ -220,6 +303,35 @@ class Pipeline(_Strict):
     @classmethod
     def _filters(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _check_hook_params(v, "CALLS_PARAMS")
+
+    @field_validator("plans_file")
+    @classmethod
+    def _plans_file(cls, v: str | None) -> str | None:
+        if v is None or "://" in v:  # a remote file is checked when the task reads it
+            return v
+        p = Path(v).expanduser()
+        p = p if p.is_absolute() else plans_dir() / p
+        if not p.is_file():
+            raise ValueError(f"plan file {v!r} does not exist (looked for {p})")
+        return v
+
+    @property
+    def schedule_at(self) -> str:
+        """When the run of day D starts on D+1, ``"HH:MM"`` local time (from ``schedule``)."""
+        return cron_time_of_day(self.schedule)
+
+    def start_date_warning(self, today: date | None = None) -> str | None:
+        """A warning when ``start_date`` lies before Metrika's linkage window, else None."""
+        today = today or date.today()
+        before = (today - self.start_date).days - LINKAGE_WINDOW_DAYS
+        if before <= 0:
+            return None
+        return (
+            f"start_date {self.start_date} is {before} day(s) before Metrika's {LINKAGE_WINDOW_DAYS}-day "
+            f"linkage window (it starts {today.fromordinal(today.toordinal() - LINKAGE_WINDOW_DAYS)}): "
+            "calls of those days are extracted and uploaded but cannot be linked to visits; "
+            "set a recent start_date"
+        )
 
     @property
     def dag_id(self) -> str:
@@ -266,51 +378,147 @@ def _format_error(file: str, pipeline: str | None, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> PipelinesConfig:
-    """Read and validate the pipelines file (default :func:`config_path`).
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit timestamps: ``start_date: 2026-13-01`` reaches validation as text, so
+    the error names the pipeline and the key (PyYAML would raise a bare ``ValueError``)."""
 
-    :raises ConfigError: the file is missing, not YAML, or invalid; the message names the file,
-        the pipeline and the key.
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass
+class ConfigReport:
+    """The pipelines file read leniently: valid pipelines, and every error and warning found.
+
+    Each message names the file, the pipeline and the key: ``pipelines.yaml: pipeline 'demo': key
+    'counter_id': field required``. A file-level problem (missing, not YAML, no pipelines) leaves
+    ``pipelines`` empty with one error.
+    """
+
+    file: str
+    pipelines: list[Pipeline] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    #: The names (or ``#<n>``) of the pipelines that failed validation.
+    broken: list[str] = field(default_factory=list)
+
+
+def read_config(path: str | os.PathLike[str] | None = None, *, today: date | None = None) -> ConfigReport:
+    """Read the pipelines file (default :func:`config_path`) and validate each pipeline on its own.
+
+    Never raises for bad content: one broken pipeline must not hide the others (issue 13 §1).
     """
     p = Path(path) if path is not None else config_path()
     fname = p.name
+    report = ConfigReport(file=fname)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the pipelines file ({exc.strerror or exc})") from None
+        report.errors.append(f"{p}: cannot read the pipelines file ({exc.strerror or exc})")
+        return report
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{fname}: not valid YAML: {exc}") from None
+        report.errors.append(f"{fname}: not valid YAML: {exc}")
+        return report
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(
+        report.errors.append(
             f"{fname}: the top level must be a mapping with 'pipelines:' (and optional 'defaults:')"
         )
-    unknown = sorted(set(raw) - {"defaults", "pipelines"})
+        return report
+    unknown = sorted(str(k) for k in set(raw) - {"defaults", "pipelines"})
     if unknown:
-        raise ConfigError(f"{fname}: unknown top-level key(s) {unknown}; expected 'defaults' and 'pipelines'")
+        report.errors.append(
+            f"{fname}: unknown top-level key(s) {unknown}; expected 'defaults' and 'pipelines'"
+        )
     defaults = raw.get("defaults") or {}
     if not isinstance(defaults, dict):
-        raise ConfigError(f"{fname}: key 'defaults': must be a mapping")
+        report.errors.append(f"{fname}: key 'defaults': must be a mapping")
+        return report
     items = raw.get("pipelines") or []
     if not isinstance(items, list):
-        raise ConfigError(f"{fname}: key 'pipelines': must be a list of pipelines")
+        report.errors.append(f"{fname}: key 'pipelines': must be a list of pipelines")
+        return report
+    if not items:
+        report.errors.append(
+            f"{fname}: key 'pipelines': no pipelines configured (the file defines 0), so no calls DAG exists"
+        )
+        return report
 
-    pipelines: list[Pipeline] = []
     seen: set[str] = set()
     for i, item in enumerate(items):
+        label = f"#{i + 1}"
         if not isinstance(item, dict):
-            raise ConfigError(f"{fname}: pipelines[{i}]: must be a mapping, got {type(item).__name__}")
+            report.errors.append(
+                f"{fname}: pipeline {label}: must be a mapping of keys, got {type(item).__name__}"
+            )
+            report.broken.append(label)
+            continue
         name = item.get("name")
-        label = str(name) if name is not None else f"#{i + 1}"
+        if name is not None:
+            label = str(name)
         try:
             pipeline = Pipeline.model_validate(_deep_merge(defaults, item))
         except ValidationError as exc:
-            raise ConfigError(_format_error(fname, label, exc)) from None
+            report.errors.append(_format_error(fname, label, exc))
+            report.broken.append(label)
+            continue
         if pipeline.name in seen:
-            raise ConfigError(f"{fname}: pipeline {pipeline.name!r}: key 'name': duplicate pipeline name")
+            report.errors.append(
+                f"{fname}: pipeline {pipeline.name!r}: key 'name': duplicate pipeline name "
+                "(the first one with this name is used)"
+            )
+            report.broken.append(f"{label} (duplicate)")
+            continue
         seen.add(pipeline.name)
-        pipelines.append(pipeline)
-    return PipelinesConfig(pipelines=pipelines)
+        report.pipelines.append(pipeline)
+        warning = pipeline.start_date_warning(today)
+        if warning:
+            report.warnings.append(f"{fname}: pipeline {pipeline.name!r}: key 'start_date': {warning}")
+    return report
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> PipelinesConfig:
+    """Read and validate the whole pipelines file (default :func:`config_path`); strict.
+
+    :raises ConfigError: the file is missing, not YAML, has no pipelines or any pipeline is invalid;
+        the message lists every error, each naming the file, the pipeline and the key.
+    """
+    report = read_config(path)
+    if report.errors:
+        raise ConfigError("\n".join(report.errors))
+    return PipelinesConfig(pipelines=report.pipelines)
+
+
+def load_valid_config(path: str | os.PathLike[str] | None = None) -> PipelinesConfig:
+    """The valid pipelines only: what the DAG files build, so one broken pipeline hides only itself.
+
+    The errors are shown by ``dags/calltouch_config_errors.py`` as its import error.
+    """
+    return PipelinesConfig(pipelines=read_config(path).pipelines)
+
+
+def raise_config_errors(path: str | os.PathLike[str] | None = None) -> ConfigReport:
+    """Emit each warning as a :class:`ConfigWarning`, then raise one :class:`ConfigError` listing every error.
+
+    Called by ``dags/calltouch_config_errors.py``: Airflow shows the exception as that file's import
+    error in the UI and the warnings as its DAG warnings.
+
+    :raises ConfigError: the file has errors; the message lists them all.
+    """
+    report = read_config(path)
+    for message in report.warnings:
+        warnings.warn(message, ConfigWarning, stacklevel=2)
+    if report.errors:
+        loaded = ", ".join(p.name for p in report.pipelines) or "none"
+        header = f"{len(report.errors)} error(s) in {report.file}; "
+        if report.broken:
+            header += f"pipeline(s) not loaded: {', '.join(report.broken)}; "
+        header += f"pipeline(s) loaded: {loaded}"
+        raise ConfigError(header + "\n" + "\n".join(report.errors))
+    return report

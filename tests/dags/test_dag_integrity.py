@@ -47,18 +47,16 @@ def test_every_dag_has_owner_tags_retries_and_explicit_schedule() -> None:
 
 
 def test_calls_dags_follow_the_pipelines() -> None:
-    from airflow.sdk import CronDataIntervalTimetable
-
     from calltouch_metrika.config import load_config
+    from calltouch_metrika.timetables import LocalDayTimetable
 
     bag = _bag(CALLS_DAG_FILE)
     pipelines = load_config().pipelines
     assert sorted(bag.dags) == sorted(p.dag_id for p in pipelines)
     for p in pipelines:
         dag = bag.dags[p.dag_id]
-        assert isinstance(dag.timetable, CronDataIntervalTimetable)
-        assert dag.timetable.expression == p.schedule
-        assert str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone)) == p.timezone
+        assert dag.timetable == LocalDayTimetable(at=p.schedule_at, timezone=p.timezone)
+        assert p.schedule == "0 5 * * *" and dag.timetable.at == "05:00"  # the schedule keeps its meaning
         assert dag.catchup is True
         assert dag.max_active_runs == p.max_active_runs
         assert [t.task_id for t in dag.topological_sort()] == ["extract", "upload", "wait", "report"]
@@ -112,17 +110,38 @@ def test_dag_file_parses_fast_and_imports_no_hook_nor_pandas(path: Path) -> None
     assert result["elapsed"] < 1.0, f"{path.name} took {result['elapsed']:.2f}s to parse"
 
 
-def test_invalid_config_is_the_dag_files_import_error(
+def test_invalid_pipeline_hides_only_itself_and_is_the_config_errors_files_import_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = tmp_path / "pipelines.yaml"
     cfg.write_text(
         "pipelines:\n  - {name: broken, site_id: 10001, counter_id: 20001, start_date: 2026-11-01, "
-        "price: {mode: fixd}}\n",
+        "price: {mode: fixd}}\n"
+        "  - {name: healthy, site_id: 10002, counter_id: 20002, start_date: 2026-11-20, "
+        "requests_export: {enabled: true}}\n",
         encoding="utf-8",
     )
     monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(cfg))
-    bag = _bag(CALLS_DAG_FILE)
-    assert not bag.dags
+    bag = _bag(DAGS)
+    assert sorted(bag.dags) == [
+        "calltouch_calls_to_metrika__healthy",
+        "calltouch_plans_import",
+        "calltouch_requests_export__healthy",
+        "example_requests_consumer",
+    ]
+    assert [Path(f).name for f in bag.import_errors] == ["calltouch_config_errors.py"]
     (message,) = bag.import_errors.values()
+    assert (
+        "1 error(s) in pipelines.yaml; pipeline(s) not loaded: broken; pipeline(s) loaded: healthy" in message
+    )
     assert "pipelines.yaml: pipeline 'broken': key 'price.mode'" in message
+
+
+def test_a_file_level_error_is_one_import_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text("pipelines: [\n", encoding="utf-8")
+    monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(cfg))
+    bag = _bag(DAGS)
+    assert sorted(bag.dags) == ["calltouch_plans_import"]  # with no plan file: its no-op task
+    (message,) = bag.import_errors.values()
+    assert "pipelines.yaml: not valid YAML" in message

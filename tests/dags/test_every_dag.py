@@ -82,11 +82,22 @@ def test_every_dag_file_defines_a_dag_or_says_why_not() -> None:
     assert not empty, f"DAG files without a DAG (list them in FILES_WITHOUT_DAGS with a reason): {empty}"
 
 
+@pytest.fixture(scope="module")
+def storage_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One storage root for every run here.
+
+    ``dag.test()`` serialises every DAG of the folder, and an Asset is identified by its name *and*
+    URI (which holds the storage root): a second root under the same name would leave the Asset
+    inactive in the metadata DB and fail the producing task.
+    """
+    return tmp_path_factory.mktemp("every-dag-data")
+
+
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: Any, airflow_db: Path) -> Any:
-    """The fast shipped config, a fresh storage root, a reset sandbox, a migrated metadata DB."""
+def env(storage_root: Path, monkeypatch: pytest.MonkeyPatch, sandbox: Any, airflow_db: Path) -> Any:
+    """The fast shipped config, the module's storage root, a reset sandbox, a migrated metadata DB."""
     monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(CONFIG))
-    monkeypatch.setenv("CALLTOUCH_METRIKA_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("CALLTOUCH_METRIKA_DATA", str(storage_root))
     return sandbox
 
 

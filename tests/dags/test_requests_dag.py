@@ -126,15 +126,16 @@ def load_bag(*files: Path) -> Any:
 
 
 def test_one_dag_per_enabled_pipeline(config_file: Path, storage_root: Path) -> None:
-    from airflow.sdk import Asset, CronDataIntervalTimetable
+    from airflow.sdk import Asset
+
+    from calltouch_metrika.timetables import LocalDayTimetable
 
     dags = load_bag(EXPORT_FILE)
     assert set(dags) == {"calltouch_requests_export__leads"}
     dag = dags["calltouch_requests_export__leads"]
 
-    assert isinstance(dag.timetable, CronDataIntervalTimetable)
-    assert dag.timetable.expression == "30 6 * * *"  # requests_export.schedule wins over the pipeline's
-    assert str(dag.timetable.timezone.name) == TZ
+    # requests_export.schedule "30 6 * * *" wins over the pipeline's
+    assert dag.timetable == LocalDayTimetable(at="06:30", timezone=TZ)
     assert dag.catchup is True
     assert dag.start_date == pendulum.datetime(2026, 11, 1, tz=TZ)
     assert dag.max_active_runs == 2
@@ -162,7 +163,7 @@ def test_schedule_defaults_to_the_pipeline_schedule(tmp_path: Path, monkeypatch:
     path.write_text(json.dumps(doc), encoding="utf-8")
     monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(path))
     dag = load_bag(EXPORT_FILE)["calltouch_requests_export__leads"]
-    assert dag.timetable.expression == "0 5 * * *"
+    assert dag.timetable.at == "05:00"  # the pipeline's "0 5 * * *"
 
 
 def test_every_seed_parameter_flows_from_config_to_operator(
@@ -215,9 +216,10 @@ def test_bad_parameter_in_config_is_an_import_error_naming_it(
 
     path = write_config(tmp_path / "p.yaml", tmp_path / "data", {"with_call_tags": True})
     monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(path))
-    bag = DagBag(dag_folder=str(EXPORT_FILE))
+    bag = DagBag(dag_folder=str(EXPORT_FILE.parent))
+    assert "calltouch_requests_export__leads" not in bag.dags  # the broken pipeline hides only itself
     (error,) = bag.import_errors.values()
-    assert "leads" in error and "with_call_tags" in error
+    assert "pipeline 'leads': key 'requests_export.params'" in error and "with_call_tags" in error
 
 
 def test_parsing_calls_no_api_and_imports_no_pandas_or_pyarrow(sandbox: Any, config_file: Path) -> None:
@@ -468,8 +470,13 @@ def test_catchup_runs_cover_consecutive_local_days_from_start_date(config_file: 
         assert info is not None
         start = pendulum.instance(info.data_interval.start).in_timezone(TZ)
         end = pendulum.instance(info.data_interval.end).in_timezone(TZ)
-        assert (end - start).in_hours() == 24
-        assert (start.hour, start.minute) == (6, 30) and info.run_after == info.data_interval.end
-        days.append(start.date().isoformat())  # the operator's local day: the interval start's date
+        assert (end - start).in_hours() == 24 and (start.hour, start.minute, end.hour, end.minute) == (
+            0,
+            0,
+            0,
+            0,
+        )
+        assert info.run_after == end.add(hours=6, minutes=30)  # the morning after the day, local time
+        days.append(start.date().isoformat())
         last = info.data_interval
     assert days == ["2026-11-01", "2026-11-02", "2026-11-03"]

@@ -33,7 +33,7 @@ MSK = ZoneInfo("Europe/Moscow")
 
 
 def _backfill(e2e: E2E, days: list[date], *extra: str) -> None:
-    """``airflow backfill create`` for ``days`` (their 05:00 Moscow runs fall inside the range)."""
+    """``airflow backfill create --from-date <first day> --to-date <last day>``: exactly those local days."""
     e2e.airflow(
         "backfill",
         "create",
@@ -42,7 +42,7 @@ def _backfill(e2e: E2E, days: list[date], *extra: str) -> None:
         "--from-date",
         days[0].isoformat(),
         "--to-date",
-        f"{days[-1].isoformat()}T12:00:00+00:00",
+        days[-1].isoformat(),
         *extra,
     )
 

@@ -12,7 +12,7 @@ import pendulum
 import pyarrow.parquet as pq
 import pytest
 
-from calltouch_metrika.operators.calltouch import CalltouchExtractOperator, local_interval
+from calltouch_metrika.operators.calltouch import CalltouchExtractOperator, check_days_ended, local_interval
 from tests.helpers import SITE_ID, recent_day, run_dag, task_states, write_config, xcom
 
 DAG_ID = "calltouch_calls_to_metrika__e2e"
@@ -35,14 +35,63 @@ def _read(path: str):
 
 # -- local days of the data interval ----------------------------------------------------------------
 def test_local_interval_of_a_scheduled_run() -> None:
-    # cron 0 5 * * * Moscow: [23rd 05:00, 24th 05:00) MSK == [23rd 02:00, 24th 02:00) UTC -> the 23rd
+    # local day 2026-11-23 in Moscow: [23rd 00:00, 24th 00:00) MSK == [22nd 21:00, 23rd 21:00) UTC
     ctx = {
-        "data_interval_start": pendulum.datetime(2026, 11, 23, 2, tz="UTC"),
-        "data_interval_end": pendulum.datetime(2026, 11, 24, 2, tz="UTC"),
+        "data_interval_start": pendulum.datetime(2026, 11, 22, 21, tz="UTC"),
+        "data_interval_end": pendulum.datetime(2026, 11, 23, 21, tz="UTC"),
     }
     assert local_interval(ctx, "Europe/Moscow") == (date(2026, 11, 23), date(2026, 11, 24))
-    # the same instants are still the 22nd..23rd in New York
-    assert local_interval(ctx, "America/New_York") == (date(2026, 11, 22), date(2026, 11, 23))
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        # the former cron interval [23rd 05:00, 24th 05:00) MSK: not a local day
+        (pendulum.datetime(2026, 11, 23, 2, tz="UTC"), pendulum.datetime(2026, 11, 24, 2, tz="UTC")),
+        # a zero-length interval (apache/airflow#70089) is never widened into "that day"
+        (pendulum.datetime(2026, 3, 29, 1, 45, tz="UTC"), pendulum.datetime(2026, 3, 29, 1, 45, tz="UTC")),
+        # two days
+        (pendulum.datetime(2026, 11, 22, 21, tz="UTC"), pendulum.datetime(2026, 11, 24, 21, tz="UTC")),
+    ],
+)
+def test_an_interval_that_is_not_one_local_day_is_an_error_naming_it(start: Any, end: Any) -> None:
+    ctx = {"data_interval_start": start, "data_interval_end": end}
+    with pytest.raises(ValueError, match="is not exactly one local day of Europe/Moscow") as exc:
+        local_interval(ctx, "Europe/Moscow")
+    assert start.isoformat() in str(exc.value) and end.isoformat() in str(exc.value)
+
+
+def test_a_logical_date_naming_another_day_than_the_interval_is_an_error() -> None:
+    """`airflow dags trigger -l 2026-11-25` infers the interval from the trigger time (Airflow 3.3.2,
+    api/common/trigger_dag.py): the run must not silently process the day before the trigger."""
+    ctx = {
+        "logical_date": pendulum.datetime(2026, 11, 25, tz="UTC"),
+        "data_interval_start": pendulum.datetime(2026, 11, 28, 21, tz="UTC"),
+        "data_interval_end": pendulum.datetime(2026, 11, 29, 21, tz="UTC"),
+    }
+    with pytest.raises(
+        ValueError, match="names day 2026-11-25 but the run's data interval is day 2026-11-29"
+    ):
+        local_interval(ctx, "Europe/Moscow")
+    # the scheduler's and backfill's logical date (local midnight) and the UI's "now" agree with the interval
+    for logical in (
+        pendulum.datetime(2026, 11, 28, 21, tz="UTC"),
+        pendulum.datetime(2026, 11, 30, 6, 31, tz="UTC"),
+    ):
+        assert local_interval({**ctx, "logical_date": logical}, "Europe/Moscow")[0] == date(2026, 11, 29)
+
+
+def test_a_day_that_has_not_ended_is_refused_naming_the_day_and_its_end() -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    now = pendulum.datetime(2026, 11, 30, 20, 59, tz="UTC")  # 23:59 in Moscow
+    with pytest.raises(AirflowFailException) as exc:
+        check_days_ended(date(2026, 11, 30), "Europe/Moscow", now=now)
+    assert str(exc.value).startswith(
+        "day 2026-11-30 has not ended yet in Europe/Moscow: it ends at 2026-12-01T00:00:00+03:00 "
+        "(2026-11-30T21:00:00+00:00); nothing was extracted or uploaded."
+    )
+    check_days_ended(date(2026, 11, 30), "Europe/Moscow", now=now.add(minutes=1))  # ended: no error
 
 
 def test_local_interval_of_a_manual_run_without_logical_date() -> None:

@@ -36,7 +36,7 @@ _PROBE = textwrap.dedent(
 def _deferrable(tmp_path: Path, setting: str | None, *, cfg: str | None = None) -> list[bool]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV)}
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(parents=True)
     env["AIRFLOW_HOME"] = str(home)  # its own airflow.cfg (none unless ``cfg``)
     if cfg is not None:
         (home / "airflow.cfg").write_text(cfg, encoding="utf-8")
@@ -60,8 +60,11 @@ def test_default_follows_the_environment(tmp_path: Path, setting: str | None, wa
     assert _deferrable(tmp_path, setting) == [want, want, False]
 
 
-def test_default_follows_airflow_cfg(tmp_path: Path) -> None:
-    assert _deferrable(tmp_path, None, cfg="[operators]\ndefault_deferrable = False\n") == [
+def test_a_generated_airflow_cfg_does_not_turn_deferral_off(tmp_path: Path) -> None:
+    """Airflow writes ``default_deferrable = false`` into every airflow.cfg it generates (the e2e stack's
+    did, and its sensors then poked on a worker instead of deferring): that line is not a choice."""
+    assert _deferrable(tmp_path, None, cfg="[operators]\ndefault_deferrable = False\n") == [True, True, False]
+    assert _deferrable(tmp_path / "b", "false", cfg="[operators]\ndefault_deferrable = True\n") == [
         False,
         False,
         False,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from airflow.sdk import BaseOperator
@@ -25,25 +25,58 @@ PHONE_SALT_VARIABLE = "calltouch_metrika_phone_salt"
 
 
 def local_interval(context: Mapping[str, Any], tz_name: str) -> tuple[date, date]:
-    """The run's local days ``[from, to)`` in ``tz_name``.
+    """The run's local day as ``[day, day + 1)`` in ``tz_name``.
 
-    From the data interval when the run has one (scheduled runs, backfills, ``dags test DATE``); a
-    manual run without a logical date has none, and then the local day before ``run_after`` is used.
+    From the data interval when the run has one (scheduled runs, backfills, ``dags test DATE``,
+    manual runs with a logical date), which must be exactly one local day
+    (:class:`~calltouch_metrika.timetables.LocalDayTimetable`); a manual run without a logical date
+    has no interval and processes the last complete local day before its ``run_after``.
+
+    :raises ValueError: the interval is not exactly one local day (the message names it), or the
+        logical date names another day than the interval (``airflow dags trigger -l DAY``).
     """
     import pendulum
 
-    tz = pendulum.timezone(tz_name)
+    from calltouch_metrika.timetables import interval_day, named_day
+
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None:
-        d_from = pendulum.instance(start).in_timezone(tz).date()
-        d_to = pendulum.instance(end).in_timezone(tz).date()
-        if d_to <= d_from:  # an interval shorter than a day still means "that day"
-            d_to = d_from + timedelta(days=1)
-        return d_from, d_to
+        day = interval_day(start, end, tz_name)
+        logical = context.get("logical_date")
+        named = named_day(logical, tz_name) if logical is not None else None
+        if named is not None and named != day:
+            # `airflow dags trigger -l 2026-11-25` (and TriggerDagRunOperator) infer the interval from
+            # the trigger time, not from the logical date the user gave: never process another day.
+            raise ValueError(
+                f"the logical date {pendulum.instance(logical).isoformat()} names day {named} but the run's "
+                f"data interval is day {day} of {tz_name}; Airflow inferred it from the trigger time. "
+                f"Run the day with `airflow dags test <dag> {named}`, the UI's Trigger form or the REST API"
+            )
+        return day, day + timedelta(days=1)
     dag_run = context.get("dag_run")
     run_after = getattr(dag_run, "run_after", None) or pendulum.now("UTC")
-    today = pendulum.instance(run_after).in_timezone(tz).date()
-    return today - timedelta(days=1), today
+    day = pendulum.instance(run_after).in_timezone(pendulum.timezone(tz_name)).date() - timedelta(days=1)
+    return day, day + timedelta(days=1)
+
+
+def check_days_ended(last_day: date, tz_name: str, now: datetime | None = None) -> None:
+    """Refuse a day that has not ended yet on the pipeline's clock: its data is incomplete.
+
+    :raises AirflowFailException: ``last_day`` ends after ``now``; the message names the day and when it ends.
+    """
+    import pendulum
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from calltouch_metrika.timetables import day_interval
+
+    ends = pendulum.instance(day_interval(last_day, tz_name).end)
+    current = pendulum.instance(now) if now is not None else pendulum.now("UTC")
+    if ends > current:
+        raise AirflowFailException(
+            f"day {last_day} has not ended yet in {tz_name}: it ends at "
+            f"{ends.in_timezone(pendulum.timezone(tz_name)).isoformat()} ({ends.in_timezone('UTC').isoformat()}); "
+            "nothing was extracted or uploaded. Run this day after it has ended (the scheduled run does)."
+        )
 
 
 def _hook_params(params: Any) -> dict[str, Any]:
@@ -134,6 +167,15 @@ class CalltouchExtractOperator(BaseOperator):
             d_to = as_date(self.date_to, "date_to")
         if d_to <= d_from:
             raise ValueError(f"date_to ({d_to}) must be after date_from ({d_from}); date_to is exclusive")
+        check_days_ended(d_to - timedelta(days=1), self.timezone)
+        self.log.info(
+            "Local day(s) %s..%s of %s (data interval %s -> %s)",
+            d_from,
+            d_to - timedelta(days=1),
+            self.timezone,
+            context.get("data_interval_start"),
+            context.get("data_interval_end"),
+        )
         return [d_from + timedelta(days=i) for i in range((d_to - d_from).days)]
 
     def _phone_salt(self) -> str:

@@ -6,9 +6,9 @@ if the answer is not final, hand the waiting to a trigger whose deadline is this
 (the Google provider's deferral contract, style.md §2). With ``deferrable=False`` they poke or
 reschedule through the sync hook with exponentially growing intervals capped at ``max_poke_interval``.
 
-``deferrable`` defaults from Airflow's ``[operators] default_deferrable`` as provider operators do, except
-that it is true when that option is not set at all (Airflow's own default is false; ours is to wait
-in the triggerer): :func:`default_deferrable`.
+``deferrable`` defaults from ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` as provider operators do, except
+that it is true when that variable is not set (Airflow's own default is false, and every generated
+``airflow.cfg`` spells that default out; ours is to wait in the triggerer): :func:`default_deferrable`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from configparser import ConfigParser
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,20 +31,21 @@ _SECTION, _KEY = "operators", "default_deferrable"
 
 
 def default_deferrable() -> bool:
-    """``[operators] default_deferrable`` when set (airflow.cfg or ``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE``
-    and its ``_CMD``/``_SECRET`` forms), else True.
+    """``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` (or its ``_CMD``/``_SECRET`` forms) when set, else True.
 
     Read when the sensor class is defined, like the providers' ``deferrable=conf.getboolean(...)``
-    defaults; Airflow's built-in default (``false``) is not a user's choice, so it does not count as set.
+    defaults. Airflow's built-in default (``false``) is not a user's choice, and neither is the
+    ``default_deferrable = false`` line Airflow writes into every ``airflow.cfg`` it generates (seen
+    under ``make up`` and the e2e stack): a ``false`` there cannot be told from an untouched file, so
+    only ``true`` is taken from ``airflow.cfg``. To make the sensors poke instead, set the environment
+    variable to ``false`` or pass ``deferrable=False`` to the sensor.
     """
     from airflow.sdk.configuration import conf
 
     env = f"AIRFLOW__{_SECTION.upper()}__{_KEY.upper()}"
-    in_env = any(name in os.environ for name in (env, f"{env}_CMD", f"{env}_SECRET"))
-    # ConfigParser's own has_option: the options read from airflow.cfg, not Airflow's built-in defaults
-    if not in_env and not ConfigParser.has_option(conf, _SECTION, _KEY):
-        return True
-    return conf.getboolean(_SECTION, _KEY, fallback=True)
+    if any(name in os.environ for name in (env, f"{env}_CMD", f"{env}_SECRET")):
+        return conf.getboolean(_SECTION, _KEY, fallback=True)
+    return True
 
 
 class DeferrableStatusSensor(BaseSensorOperator):
