@@ -131,6 +131,7 @@ PAGE = """<!doctype html>
   th { background: #f5f7fa; position: sticky; top: 0; }
   td.l, th.l { text-align: left; white-space: normal; }
   td:first-child { white-space: nowrap; }
+  td:last-child { word-break: break-all; min-width: 150px; }
   .PROCESSED { color: #1b7f3b; } .LINKAGE_FAILURE { color: #c62828; font-weight: 600; }
   #message { color: #c62828; margin: 8px 0; }
   a { color: #1565c0; }
