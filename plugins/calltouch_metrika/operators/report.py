@@ -94,8 +94,12 @@ class LinkageReportOperator(BaseOperator):
         if upload.get("dry_run"):
             raise AirflowSkipException("nothing to report: a dry run uploads nothing")
         counter_id = int(self.counter_id)
-        day = date.fromisoformat(str(extract["date_from"]))
-        day_to = date.fromisoformat(str(extract["date_to"])) - timedelta(days=1)
+        main_days = list(extract.get("main_days") or [])  # the run's own days (without lookback days)
+        if main_days:
+            day, day_to = date.fromisoformat(str(main_days[0])), date.fromisoformat(str(main_days[-1]))
+        else:
+            day = date.fromisoformat(str(extract["date_from"]))
+            day_to = date.fromisoformat(str(extract["date_to"])) - timedelta(days=1)
         counts = {k: upload[k] for k in ("extracted", "uploaded", "rejected", "rejects_by_reason")}
         # The ledger's top-ups report several uploads per run: [{"upload_id", "uploaded", "kind"}, ...].
         uploads = list(upload.get("uploads") or [])
