@@ -77,7 +77,7 @@ def test_catch_up_fills_the_linkage_report(state_dir: Path) -> None:  # noqa: F8
         uploads = requests.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/state", timeout=30).json()[
             "uploads"
         ]
-        by_day = {u["comment"].rsplit(" ", 1)[1]: u for u in uploads}
+        by_day = {re.search(r"\d{4}-\d{2}-\d{2}", u["comment"]).group(0): u for u in uploads}
         rows = {r["day"]: r for r in report["rows"]}
         run_days = {}
         for run in runs:

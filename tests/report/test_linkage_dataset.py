@@ -7,6 +7,7 @@ reconciled counts. A fourth day has no calls (a ``no-upload`` row), and a re-run
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def test_report_rows_match_the_sandbox_uploads_day_by_day(pipeline: dict, sandbo
         assert states["report"] == "success", states
         runs[day] = dr
 
-    uploads = {u["comment"].rsplit(" ", 1)[1]: u for u in sandbox.state()["uploads"]}
+    uploads = {re.search(r"\d{4}-\d{2}-\d{2}", u["comment"]).group(0): u for u in sandbox.state()["uploads"]}
     assert sorted(uploads) == [d.isoformat() for d in days[1:]]
     report = {r["day"]: r for r in _report(pipeline, days[0], days[-1])}
     assert sorted(report) == [d.isoformat() for d in days]
