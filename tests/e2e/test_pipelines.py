@@ -128,7 +128,12 @@ def test_backfill_runs_succeed_for_the_three_days(e2e: E2E, calls_backfill: dict
     assert sorted(_run_day(r) for r in runs.values()) == calls_backfill["days"]
     for run_id in runs:
         states = {t: ti["state"] for t, ti in e2e.task_instances(CALLS_DAG, run_id).items()}
-        assert states == {"extract": "success", "upload": "success", "wait": "success"}, run_id
+        assert states == {
+            "extract": "success",
+            "upload": "success",
+            "wait": "success",
+            "report": "success",
+        }, run_id
 
 
 def test_sandbox_holds_exactly_three_uploads_with_the_days_calls(
