@@ -93,6 +93,7 @@ import pyarrow.compute as pc
 
 from calltouch_metrika.transforms.call_values import (
     INVALID,
+    TAGS_INVALID,
     bools,
     clean_urls,
     ints,
@@ -125,6 +126,7 @@ from calltouch_metrika.transforms.metrika_csv import (
 )
 from calltouch_metrika.transforms.phones import normalize_phones
 from calltouch_metrika.transforms.records import (
+    INVALID_FIELDS_FIELD,
     MALFORMED_RECORD_FIELD,
     PHONES_HASHED_METADATA_KEY,
     conform_calls_table,
@@ -153,9 +155,12 @@ __all__ = [
 _DATE_FORMAT = "%d/%m/%Y %H:%M:%S"
 _MS_THRESHOLD = 10**11  # a seconds timestamp this large is year 5138: take it as milliseconds
 _PLACEHOLDERS = ("", "null", "none", "undefined", "nan", "<не указано>", "(not set)")
-_DIGITS_ID = r"^[0-9]{1,20}$"  # ClientID and yclid are uint64: at most 20 digits ...
+_DIGITS_ID = r"^[1-9][0-9]{0,19}$"  # ClientID and yclid are positive uint64: 1-20 digits, no leading 0 ...
 _UINT64_MAX = str(2**64 - 1)  # ... and at most 18446744073709551615
-_CONTROL = r"[\x00-\x1f\x7f]"
+#: RE2: control, format (zero-width, BOM, bidi), line/paragraph separator, private-use characters
+_INVISIBLE_RE2 = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}]"
+#: a call longer than a day is not a call (TalkDuration/HoldDuration are seconds)
+MAX_DURATION_SECONDS = 86_400
 #: ``dd/mm/yyyy HH:MM:SS`` split into its fields, to refuse what strptime would roll over (31/11)
 _DATE_FIELDS = r"^\s*(?P<d>[0-9]{1,2})/(?P<m>[0-9]{1,2})/(?P<y>[0-9]{4}) (?P<H>[0-9]{1,2}):(?P<M>[0-9]{1,2}):(?P<S>[0-9]{1,2})\s*$"
 _CALL_ID_SENTINEL = "\x00CALL_ID\x00"
@@ -227,9 +232,15 @@ def calls_to_metrika(
         lambda idx: [f"not a JSON object: {malformed_col[int(i)].as_py()[:80]}" for i in idx],
     )
 
-    # callId
+    # callId: exactly a positive integer (records.calls_to_table leaves lookalikes and inexact floats null)
     call_id, call_id_valid = ints(calls, "callId")
-    rej.reject(~call_id_valid, "invalid_call_id", "callId is missing or not an integer")
+    call_id_valid &= call_id > 0
+    rej.reject(
+        ~call_id_valid,
+        "invalid_call_id",
+        "callId is missing or not exactly a positive integer (a float beyond 2^53, digits other than "
+        "ASCII, 1_000, 1e3, <= 0)",
+    )
     # Only valid ids take part: an invalid (missing) callId must not shadow a real callId 0.
     duplicate = np.zeros(n, dtype=bool)
     duplicate[np.flatnonzero(call_id_valid)] = (
@@ -252,7 +263,7 @@ def calls_to_metrika(
     lowered = pc.utf8_lower(identifier)
     missing = np_mask(pc.is_null(identifier)) | np_mask(pc.is_in(lowered, pa.array(_PLACEHOLDERS)))
     rej.reject(missing, "missing_identifier", f"{options.identifier_field} is empty")
-    bad_shape = np_mask(pc.match_substring_regex(identifier, _CONTROL)) | np_mask(
+    bad_shape = np_mask(pc.match_substring_regex(identifier, _INVISIBLE_RE2)) | np_mask(
         pc.greater(pc.utf8_length(identifier), 255)
     )
     if options.identifier in ("ClientId", "Yclid"):
@@ -268,9 +279,9 @@ def calls_to_metrika(
         if identifier_list is None:
             identifier_list = identifier.to_pylist()
         expected = (
-            "an unsigned 64-bit integer (1-20 digits, at most 18446744073709551615)"
+            "a positive unsigned 64-bit integer (1-20 digits, no leading zero, at most 18446744073709551615)"
             if options.identifier in ("ClientId", "Yclid")
-            else "free of control characters"
+            else "free of control and invisible characters"
         )
         return [
             f"{options.identifier} {identifier_list[i][:80]!r} is not {expected} (max 255 chars)" for i in idx
@@ -347,6 +358,38 @@ def calls_to_metrika(
             for i in idx
         ],
     )
+    invalid_fields = calls.column(INVALID_FIELDS_FIELD)
+    untyped_duration = np_mask(
+        pc.match_substring_regex(invalid_fields, r"(^|,)(duration|waitingConnect)(,|$)")
+    )
+    too_long = (duration_valid & (duration > MAX_DURATION_SECONDS)) | (
+        waiting_valid & (waiting > MAX_DURATION_SECONDS)
+    )
+    rej.reject(
+        untyped_duration | too_long,
+        "invalid_duration",
+        lambda idx: [
+            f"duration/waitingConnect is not an integer number of seconds from 0 to {MAX_DURATION_SECONDS} "
+            f"(untyped: {invalid_fields[int(i)].as_py() or 'none'}; duration "
+            f"{duration[i] if duration_valid[i] else None}, waitingConnect "
+            f"{waiting[i] if waiting_valid[i] else None})"
+            for i in idx
+        ],
+    )
+
+    # call tags: present but of no usable shape (a number, a boolean, JSON text that is not tags)
+    tags: pa.Array | None = None
+    if options.include_tags and n:
+        tags = map_distinct_array(calls.column("callTags"), tag_text, pa.string())
+        bad_tags = np_mask(pc.equal(tags, TAGS_INVALID))
+        rej.reject(
+            bad_tags,
+            "invalid_call_tags",
+            lambda idx: [
+                f"callTags is not a list of tag groups: {(calls.column('callTags')[int(i)].as_py() or '')[:80]}"
+                for i in idx
+            ],
+        )
 
     # price
     price_values: list[Any] | None = None
@@ -370,6 +413,7 @@ def calls_to_metrika(
         call_id=call_id,
         price_values=price_values,
         phones_hashed=phones_hashed,
+        tags=tags,
     )
     return CallsTransformResult(
         upload=upload, rejects=rejects, counts=counts, client_id_type=options.client_id_type
@@ -442,6 +486,7 @@ def _upload_frame(
     call_id: np.ndarray,
     price_values: list[Any] | None,
     phones_hashed: bool,
+    tags: pa.Array | None,
 ) -> pd.DataFrame:
     selection = pa.array(keep)
     kept = calls.filter(selection)
@@ -480,8 +525,8 @@ def _upload_frame(
     out["HoldDuration"] = _int_column(waiting, waiting_valid)
     successful, successful_valid = bools(kept, "successful")
     out["CallMissed"] = _int_column((~successful).astype(np.int64), successful_valid)
-    if options.include_tags and m:
-        out["Tag"] = map_distinct_array(kept.column("callTags"), tag_text, pa.string())
+    if tags is not None and m:
+        out["Tag"] = tags.filter(selection)
     else:
         out["Tag"] = pa.nulls(m, type=pa.string())
     unique, unique_valid = bools(kept, "uniqueCall")
