@@ -32,16 +32,18 @@ Currency       ``TransformOptions.currency`` on rows that have a Price (column a
 PhoneNumber    ``callerNumber`` normalised to ``+<country><number>`` (:mod:`.phones`); empty when it is
                missing or not a phone number (the column is optional in Metrika, so a bad number does
                NOT reject the call), and always empty when the stored numbers are hashed.
-TalkDuration   ``duration`` (seconds); empty when missing.
+TalkDuration   ``duration`` (seconds); empty when missing (an unreadable one rejects the call).
 HoldDuration   ``waitingConnect`` (seconds); empty when missing.
 CallMissed     0 if ``successful`` else 1; empty when ``successful`` is missing.
 Tag            the call tag names (``callTags[].names`` flattened, blanks dropped, duplicates dropped, first
                occurrence order) joined with ``", "``; empty without tags or with ``include_tags=False``.
-               Control and bidi-override characters removed (tab/line breaks kept), cut to 1,000
-               characters (:mod:`.call_values`).
+               Control and invisible characters (Cc, Cf, Zl, Zp, Co, Cn: NUL, U+200B, U+FEFF, U+2028,
+               bidi overrides, ...) removed (tab/line breaks kept), cut to 1,000 characters
+               (:mod:`.call_values`).
 FirstTimeCaller 1 if ``uniqueCall`` else 0; empty when missing.
 URL            ``callUrl``, else ``url``; empty when both are missing or blank. Every control and
-               bidi-override character is removed; a URL over 2,048 characters is dropped (not cut).
+               invisible character (Cc, Cf, Zl, Zp, Co) is removed; a URL over 2,048 characters is
+               dropped (not cut).
 CallTrackerURL ``call_tracker_url_template`` formatted with ``site_id`` and ``call_id``.
 ============== ===========================================================================================
 
@@ -49,13 +51,16 @@ Reason codes (each rejected call gets the FIRST that applies, in this order):
 
 * ``malformed_record``: the page item was not a JSON object (``null``, ``[]``, ``"str"``, ``123``;
   :func:`~calltouch_metrika.transforms.records.calls_to_table` keeps it as a ``malformedRecord`` row);
-* ``invalid_call_id``: ``callId`` missing or not an integer (such a call cannot be traced or deduplicated);
+* ``invalid_call_id``: ``callId`` missing or not exactly a positive integer: a float beyond 2^53 (digits
+  lost, two calls could collapse into one), digits other than ASCII (``"１２３"``), ``"1_000"``, ``"1e3"``,
+  zero or negative (such a call cannot be traced or deduplicated);
 * ``duplicate_call``: the same ``callId`` appeared earlier in the input (the first one is kept);
 * ``missing_identifier``: the identifier field is null, blank, or a placeholder (``null``, ``None``,
   ``undefined``, ``<не указано>``, ``(not set)``);
-* ``invalid_identifier``: the identifier contains a control character, or is longer than 255 characters,
-  or (``ClientId``/``Yclid``, both uint64 in Metrika) is not made of 1-20 ASCII digits or exceeds
-  2^64-1 = 18446744073709551615. A ``yaClientId`` that arrived as a JSON float beyond 2^53 (digits
+* ``invalid_identifier``: the identifier contains a control or invisible character (categories Cc, Cf,
+  Zl, Zp, Co: NUL, U+200B, U+FEFF, U+2028, ...), or is longer than 255 characters, or (``ClientId``/
+  ``Yclid``, both uint64 in Metrika) is not made of 1-20 ASCII digits without a leading zero (``"0"``,
+  ``"00000000000000000001"``) or exceeds 2^64-1 = 18446744073709551615. A ``yaClientId`` that arrived as a JSON float beyond 2^53 (digits
   lost) stays in exponent form in the extract and is rejected here too;
 * ``invalid_timestamp``: no usable time: ``timestamp`` missing/non-integer/<= 0 and ``date`` missing or
   not ``dd/mm/yyyy HH:MM:SS`` naming a real moment (``31/11/2026`` or ``24:00:00`` is refused, not
@@ -69,6 +74,13 @@ Reason codes (each rejected call gets the FIRST that applies, in this order):
   seed 000 says Metrika does not link a call whose visit is older than 21 days at upload time, and
   the visit precedes the call;
 * ``negative_duration``: ``duration`` or ``waitingConnect`` is negative;
+* ``invalid_duration``: ``duration`` or ``waitingConnect`` is present but not an integer number of
+  seconds from 0 to :data:`MAX_DURATION_SECONDS` (one day): ``10**30``, ``30.7``, ``"abc"``, ``true``
+  (the extract names such a field in ``invalidFields``). Chosen over uploading the call with an empty
+  TalkDuration: a value we cannot read is never silently dropped, and the reject keeps it visible;
+* ``invalid_call_tags``: (``include_tags``) ``callTags`` is present but is no tag groups: a number, a
+  boolean, or text that starts like JSON (``[``/``{``) and does not parse. JSON text of tag groups is
+  parsed; a plain string is one tag name;
 * ``invalid_price``: (``orders`` mode) an order amount that is not a finite, non-negative number, or a
   total of 10^15 or more.
 
@@ -136,6 +148,7 @@ from calltouch_metrika.transforms.records import (
 __all__ = [
     "DEFAULT_CALL_TRACKER_URL_TEMPLATE",
     "IDENTIFIERS",
+    "MAX_DURATION_SECONDS",
     "METRIKA_COLUMN_TYPES",
     "REASONS",
     "REJECTS_COLUMNS",

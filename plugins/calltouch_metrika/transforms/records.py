@@ -166,7 +166,7 @@ _ALIASES: dict[str, str] = {"guaClientId": "clientId"}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT_EXACT = 2**53
 _INT_TEXT = re.compile(r"([+-]?[0-9]+)(?:\.0*)?", re.ASCII)
-_CALL_ID_TEXT = re.compile(r"[0-9]+", re.ASCII)
+_CALL_ID_TEXT = re.compile(r"[0-9]+(?:\.0*)?", re.ASCII)
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
 
