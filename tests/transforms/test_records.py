@@ -307,7 +307,9 @@ def test_call_id_is_typed_only_when_exact(raw, expected):
     assert table.column("callId")[1].as_py() == expected
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("1_000", None), ("１２", None), ("1e3", None), (2.0**60, None)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1_000", None), ("１２", None), ("1e3", None), (2.0**60, None)]
+)
 def test_other_integer_fields_refuse_lookalikes_too(raw, expected):
     table = calls_to_table([{"callId": 1, "timestamp": None}, {"callId": 2, "timestamp": raw}])
     assert table.column("timestamp")[1].as_py() == expected

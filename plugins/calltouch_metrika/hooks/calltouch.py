@@ -381,8 +381,13 @@ class CalltouchHook(TransportHookMixin, HttpHook):
                         f"{problem}, after {attempt} reading(s) of the day; nothing of the day is used"
                     )
                 delay = min(self.policy.wait_max, self.policy.wait_min * 2 ** (attempt - 1))
-                self.log.warning("%s; reading the day again in %.1f s (attempt %d of %d)", problem, delay,
-                                 attempt + 1, self.policy.max_attempts)
+                self.log.warning(
+                    "%s; reading the day again in %.1f s (attempt %d of %d)",
+                    problem,
+                    delay,
+                    attempt + 1,
+                    self.policy.max_attempts,
+                )
                 time.sleep(delay)
                 records, expected = self._read_day(day, fetch)
                 attempt += 1

@@ -229,7 +229,13 @@ class CalltouchExtractOperator(BaseOperator):
             for reject in day_rejects:
                 self.log.warning(
                     "Site %s, %s: %s item %d (requestId %s) left out: %s: %s",
-                    site_id, day, self.kind, reject.index, reject.request_id, reject.reason, reject.detail,
+                    site_id,
+                    day,
+                    self.kind,
+                    reject.index,
+                    reject.request_id,
+                    reject.reason,
+                    reject.detail,
                 )
                 rejected[reject.reason] = rejected.get(reject.reason, 0) + 1
             if table.num_rows + len(day_rejects) != received:  # pragma: no cover - a bug, never data

@@ -145,7 +145,11 @@ class TransformOptions:
         if isinstance(self.site_id, bool) or not isinstance(self.site_id, int):
             raise ValueError(f"site_id must be an integer, got {self.site_id!r}")
         column, _, param = self.identifier_field.partition("?")
-        if column not in CALLS_SCHEMA.names or column in ("phonesHashed", MALFORMED_RECORD_FIELD, INVALID_FIELDS_FIELD):
+        if column not in CALLS_SCHEMA.names or column in (
+            "phonesHashed",
+            MALFORMED_RECORD_FIELD,
+            INVALID_FIELDS_FIELD,
+        ):
             raise ValueError(
                 f"identifier_field {self.identifier_field!r}: {column!r} is not a calls column "
                 f"(one of {', '.join(CALLS_SCHEMA.names[:-3])})"

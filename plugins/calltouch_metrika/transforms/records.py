@@ -267,7 +267,9 @@ def _column(
             return pa.nulls(len(values), type=arrow_type), None
     coerced = [coerce(v) for v in values]
     lost = np.fromiter(
-        (v is not None and c is None for v, c in zip(values, coerced, strict=True)), dtype=bool, count=len(values)
+        (v is not None and c is None for v, c in zip(values, coerced, strict=True)),
+        dtype=bool,
+        count=len(values),
     )
     return pa.array(coerced, type=arrow_type), (lost if lost.any() else None)
 

@@ -646,7 +646,12 @@ class RequestReject:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain types, for XCom and logs."""
-        return {"index": self.index, "request_id": self.request_id, "reason": self.reason, "detail": self.detail}
+        return {
+            "index": self.index,
+            "request_id": self.request_id,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
 
 
 def _reject_of(record: Any, index: int, exc: RequestRecordError) -> RequestReject:
