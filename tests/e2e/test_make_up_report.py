@@ -18,7 +18,9 @@ from typing import Any
 
 import requests
 
-from .conftest import CALLS_DAG, PIPELINE, la
+from tools.local_airflow.stack import free_port
+
+from .conftest import CALLS_DAG, PIPELINE
 from .test_make_up import _run, state_dir  # noqa: F401  (state_dir is a fixture)
 
 
@@ -35,8 +37,10 @@ def test_catch_up_fills_the_linkage_report(state_dir: Path) -> None:  # noqa: F8
         f"    start_date: {date.today() - timedelta(days=3)}\n    storage_root: {state_dir / 'data'}\n"
         "    retries: 0\n    status_poll_seconds: 3\n    max_active_runs: 3\n"
     )
-    env = {**os.environ, "CALLTOUCH_METRIKA_CONFIG": str(config)}
-    api_port, sandbox_port = la.free_port(), la.free_port()
+    # Not the test session's AIRFLOW_CONN_* (they point at its own sandbox): `up` sets its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env["CALLTOUCH_METRIKA_CONFIG"] = str(config)
+    api_port, sandbox_port = free_port(), free_port()
     out = _run(
         state_dir,
         "up",
@@ -44,8 +48,6 @@ def test_catch_up_fills_the_linkage_report(state_dir: Path) -> None:  # noqa: F8
         str(api_port),
         "--sandbox-port",
         str(sandbox_port),
-        "--parse-timeout",
-        "120",
         env=env,
     )
     try:
