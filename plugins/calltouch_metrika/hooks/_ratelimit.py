@@ -210,6 +210,11 @@ _LIMITERS: dict[tuple[str, str, str], Any] = {}
 _LIMITERS_LOCK = threading.Lock()
 
 
+#: The shortest window of a limit shared through a backend (seconds per ``requests_per_second`` starts):
+#: 5 per 1.15 s = one start per 230 ms, 87 % of Calltouch's 5/s, against 95 % in one process.
+SHARED_MIN_WINDOW = 1.15
+
+
 def get_limiter(
     api: str,
     base_url: str,
@@ -244,6 +249,10 @@ def get_limiter(
         limiter = _LIMITERS.get(key)
         if limiter is None:
             if backend:
+                # Slots reserved in a shared store are sent by processes that a busy CPU can wake late,
+                # bunching arrivals at the API (seen: 140 ms apart for 210 ms slots under load, 6 in
+                # one second): the shared limit keeps a wider margin than one process needs.
+                window = max(window, SHARED_MIN_WINDOW * max_requests / requests_per_second)
                 limiter = make_shared_limiter(backend, api, group, max_requests, window, max_in_flight)
             else:
                 limiter = SlidingWindowLimiter(max_requests, window, max_in_flight)
