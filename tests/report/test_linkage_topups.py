@@ -106,3 +106,20 @@ def test_a_lookback_top_up_is_reported_on_its_day(
     report = xcom(again, "report")
     assert report["written"] == [] and report["rows"] == 1 and len(report["kept"]) == 1
     assert len(sandbox.state()["uploads"]) == 4
+
+
+def test_a_failed_status_lookup_gives_status_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    """The report never fails on Metrika: a lookup that fails (here, no such connection) is "unknown"."""
+    from calltouch_metrika.operators.report import LinkageReportOperator
+
+    op = LinkageReportOperator(
+        task_id="report",
+        pipeline="e2e",
+        counter_id=COUNTER_ID,
+        storage_root="unused",
+        metrika_conn_id="no_such_metrika_connection",
+    )
+    assert op._final_record(COUNTER_ID, 123, waited={"id": 7, "status": "PROCESSED"}) is None
+    out = capsys.readouterr().out  # the task logger writes through structlog to stdout
+    assert "Upload 123: looking up its status failed" in out and "status unknown" in out
+    assert op._final_record(COUNTER_ID, 7, waited={"id": 7, "status": "PROCESSED"})["status"] == "PROCESSED"
