@@ -146,3 +146,23 @@ def test_files_are_written_once_per_upload(tmp_path: Path) -> None:
         )
         == []
     )
+
+
+def test_unknown_status_row_is_written_and_replaced_by_the_final_one(tmp_path: Path) -> None:
+    """A top-up whose status lookup failed: its row has the upload id and kind, a null status."""
+    root = str(tmp_path)
+    known = _upload(9, kind="topup")
+    unknown = LinkageUpload(**{**known.__dict__, "uploading": None, "upload_id": 9})
+    row = linkage_row(unknown, now=T0)
+    assert (row["upload_id"], row["upload_kind"], row["status"], row["uploaded"]) == (9, "topup", None, 80)
+    assert row["final_status_at"] is None and row["linked_quantity"] is None
+    path, written = write_linkage(root, row)
+    assert written and path.name == "p.upload-9.parquet"
+    assert write_linkage(root, linkage_row(unknown, now=T0 + timedelta(hours=1))) == (path, False)
+    final = linkage_row(known, now=T0 + timedelta(hours=2))
+    assert write_linkage(root, final) == (path, True)  # the final status replaces the unknown one
+    assert write_linkage(root, linkage_row(known, now=T0 + timedelta(hours=3))) == (path, False)
+    (kept,) = read_rows(root, pipeline="p", counter_id=20001, first=DAY, last=DAY)
+    assert kept["status"] == "PROCESSED" and kept["final_status_at"] == T0 + timedelta(hours=2)
+    (day,) = daily_rows([kept])
+    assert (day["uploaded_first"], day["uploaded_topups"]) == (0, 80)

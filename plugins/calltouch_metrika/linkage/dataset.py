@@ -33,7 +33,9 @@ column                        type                   meaning
                                                      run; ``extracted = uploaded + rejected + this``)
 ``rejected_<reason>``         int64                  rejected with ``<reason>`` (``transforms.calls.REASONS``;
                                                      e.g. ``rejected_missing_identifier``), 0 if none
-``status``                    string, null           Metrika's final status: ``PROCESSED`` | ``LINKAGE_FAILURE``
+``status``                    string, null           Metrika's final status: ``PROCESSED`` | ``LINKAGE_FAILURE``;
+                                                     null with an ``upload_id``: unknown (the lookup failed or
+                                                     the upload was not final yet; a later report replaces it)
 ``source_quantity``           int64, null            rows in the file, as Metrika counted them
 ``line_quantity``             int64, null            rows that passed Metrika's validation
 ``linked_quantity``           int64, null            calls linked to a visit (null: Metrika did not say)
@@ -162,6 +164,8 @@ class LinkageUpload:
         uploaded.
     :param uploaded: the rows of this upload's CSV when a run made several uploads (first + top-ups);
         None -> ``counts["uploaded"]``.
+    :param upload_id: the upload's id when ``uploading`` is unknown (Metrika's lookup failed, or the
+        upload was not final yet): the row then has this id, ``upload_kind`` and a null ``status``.
     """
 
     pipeline: str
@@ -176,6 +180,7 @@ class LinkageUpload:
     upload_kind: str = "first"
     comment: str | None = None
     uploaded: int | None = None
+    upload_id: int | None = None
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -225,14 +230,15 @@ def linkage_row(upload: LinkageUpload, *, now: datetime) -> dict[str, Any]:
         if k.endswith("_quantity") and k not in QUANTITIES and _int_or_none(v) is not None
     }
     linked, lines = quantities["linked_quantity"], quantities["line_quantity"]
+    upload_id = _int_or_none(rec.get("id")) if rec else upload.upload_id
     row: dict[str, Any] = {
         "pipeline": upload.pipeline,
         "counter_id": int(upload.counter_id),
         "site_id": int(upload.site_id),
         "day": upload.day,
         "day_to": upload.day_to,
-        "upload_id": _int_or_none(rec.get("id")),
-        "upload_kind": upload.upload_kind if rec else "none",
+        "upload_id": upload_id,
+        "upload_kind": upload.upload_kind if upload_id is not None else "none",
         "comment": rec.get("comment", upload.comment),
         "dag_id": upload.dag_id,
         "run_id": upload.run_id,
@@ -270,14 +276,20 @@ def write_linkage(root: str | ObjectStoragePath, row: Mapping[str, Any]) -> tupl
     """Write one row's file; return ``(path, written)``.
 
     An upload's file is written once: if it exists already (a re-run, a retry, a concurrent run of the
-    same day), it is kept and ``written`` is False, so the first observation of the final status stays.
+    same day), it is kept and ``written`` is False, so the first observation of the final status stays;
+    except that a file whose status is unknown (null) is replaced by a row with a final status.
     A ``no-upload`` file is replaced (atomically) by a re-run of its day.
     """
     import pyarrow.parquet as pq
 
     path = storage.linkage_path(root, row["counter_id"], row["day"], row["pipeline"], row["upload_id"])
     if row["upload_id"] is not None and path.exists():
-        return path, False
+        if row.get("status") not in FINAL_STATUSES:
+            return path, False
+        with path.open("rb") as fh:
+            kept = pq.read_table(fh, columns=["status"]).column("status").to_pylist()
+        if kept and kept[0] in FINAL_STATUSES:
+            return path, False
     buf = io.BytesIO()
     pq.write_table(_table(row), buf, compression="zstd")
     storage.atomic_write_bytes(path, buf.getvalue())
