@@ -18,7 +18,7 @@ Up to ``max_in_flight`` (10) requests are in flight, so slow answers do not leav
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
@@ -48,7 +48,13 @@ from calltouch_metrika.hooks._mixins import (
 from calltouch_metrika.hooks._paging import fetch_days
 from calltouch_metrika.hooks._ratelimit import get_limiter
 from calltouch_metrika.hooks._transport import Request, Transport, base_url_from_connection, make_session
-from calltouch_metrika.hooks.calltouch_params import days, map_params  # map_params re-exported
+from calltouch_metrika.hooks.calltouch_answers import dumps as _dumps
+from calltouch_metrika.hooks.calltouch_answers import parse_calls_page, parse_requests, status_data
+from calltouch_metrika.hooks.calltouch_params import (  # map_params re-exported
+    days,
+    map_params,
+    resolve_site_id,
+)
 
 #: Calls and requests take the token as this query parameter (api-notes §1): scrubbed from every text.
 TOKEN_QUERY_PARAM = "clientApiId"
@@ -64,51 +70,6 @@ CALLS_PATH = "/calls-service/RestAPI/{site_id}/calls-diary/calls"
 REQUESTS_PATH = "/calls-service/RestAPI/requests"
 PLANS_ADD_PATH = "/report-service/RestAPI/api/plans-import/add"
 PLANS_STATUS_PATH = "/report-service/RestAPI/api/plans-import/{import_log_id}/status"
-
-
-def _count(value: Any, name: str, where: str) -> int | None:
-    """A page counter of a calls answer as an int (``None`` when absent); a non-integer one is malformed.
-
-    Accepted: a JSON integer, an integral float (``2.0``) or a string of ASCII digits. Refused (the page
-    cannot be trusted): ``1.9``, ``true``, ``-1``, ``"2a"``.
-    """
-    if value is None:
-        return None
-    number: int | None = None
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        number = int(value.strip())
-    if number is None or number < 0:
-        raise MalformedResponseError(f"{where}: {name} {value!r} is not a non-negative integer")
-    return number
-
-
-def _site_id(value: Any, source: str) -> int:
-    try:
-        site = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"Calltouch site id from {source} must be a positive integer, not {value!r}"
-        ) from None
-    if site <= 0:
-        raise ValueError(f"Calltouch site id from {source} must be a positive integer, not {value!r}")
-    return site
-
-
-def _resolve_site_id(argument: Any, extra: Mapping[str, Any], conn_id: str) -> int:
-    if argument not in (None, ""):
-        return _site_id(argument, "the hook argument site_id")
-    for key in ("site_id", "extra__calltouch__site_id"):  # plain, or as an older UI form stores it
-        if extra.get(key) not in (None, ""):
-            return _site_id(extra[key], f"connection {conn_id!r} extra {key}")
-    raise ValueError(
-        f"No Calltouch site id: pass site_id= to the hook or set the extra 'site_id' of connection {conn_id!r}"
-    )
 
 
 def _token(conn: Any, conn_id: str) -> str:
@@ -286,7 +247,7 @@ class CalltouchHook(TransportHookMixin, HttpHook):
             token = _token(conn, self.calltouch_conn_id)
             secrets = Secrets(token)  # registered with the masker before anything can quote it
             check_token(token, self.calltouch_conn_id, kind="Calltouch API token")
-            self._site_id = _resolve_site_id(self._site_id_arg, conn.extra_dejson, self.calltouch_conn_id)
+            self._site_id = resolve_site_id(self._site_id_arg, conn.extra_dejson, self.calltouch_conn_id)
             self.base_url = base_url_from_connection(conn)
             self._base_url_initialized = True
             self._token = token
@@ -368,7 +329,9 @@ class CalltouchHook(TransportHookMixin, HttpHook):
                 "limit": str(PAGE_SIZE),
                 **api_params,
             }
-            return self._get(path, query, shape=lambda body: self._parse_calls_page(body, day, page))
+            return self._get(
+                path, query, shape=lambda body: parse_calls_page(body, day, page, what=self._what())
+            )
 
         for day, records, expected in self._pipeline(the_days, fetch):
             attempt = 1
@@ -414,40 +377,6 @@ class CalltouchHook(TransportHookMixin, HttpHook):
         """Every page of every day, ``max_in_flight`` at a time, days yielded in order (see :func:`fetch_days`)."""
         return fetch_days(the_days, fetch, max_in_flight=self.max_in_flight, thread_name_prefix="calltouch")
 
-    def _parse_calls_page(self, body: Any, day: date, page: int) -> tuple[list[Any], int, int | None]:
-        """One calls answer -> ``(items, pageTotal, recordsTotal)``; :class:`MalformedResponseError` if it is odd.
-
-        Items are passed on as they came: one that is not a JSON object (``null``, ``"x"``, ``5``), in the
-        envelope as in bare-array mode, becomes a ``malformed_record`` reject of the calls transform, never
-        a silent drop. An answer that cannot be a page of this day is malformed (so retried, as a garbled
-        answer, by the transport): ``pageTotal``/``recordsTotal``/``page`` that are not non-negative integers
-        (``1.9``, ``true``, ``-1``), a ``page`` other than the one asked for, an empty page while
-        ``pageTotal`` says there are several, a page past ``pageTotal``, more records than ``recordsTotal``.
-        """
-        where = f"{self._what()}, calls of {day}, page {page}"
-        if isinstance(body, list):  # bare-array mode (no pagination): the whole day in one answer
-            return list(body), 1, len(body)
-        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
-            raise MalformedResponseError(
-                f"{where}: expected an object with 'records', got {type(body).__name__}"
-            )
-        records = body["records"]
-        page_total = _count(body.get("pageTotal"), "pageTotal", where)
-        records_total = _count(body.get("recordsTotal"), "recordsTotal", where)
-        answered = _count(body.get("page"), "page", where)
-        if answered is not None and answered != page:
-            raise MalformedResponseError(f"{where}: the answer is page {answered}, not page {page}")
-        page_total = page_total or 0  # pageTotal 0 (or absent) means "no records": never loop on it
-        if not records and page_total >= 2:
-            raise MalformedResponseError(f"{where}: the page is empty but pageTotal is {page_total}")
-        if page > 1 and page > page_total:
-            raise MalformedResponseError(f"{where}: the page is past pageTotal {page_total}")
-        if records_total is not None and len(records) > records_total:
-            raise MalformedResponseError(
-                f"{where}: the page holds {len(records)} records but recordsTotal is {records_total}"
-            )
-        return records, max(page_total, 1 if records else 0), records_total
-
     # -- requests journal ----------------------------------------------------------------------------
 
     def get_requests(self, date_from: date | None, date_to: date | None, **params: Any) -> list[dict]:
@@ -466,7 +395,9 @@ class CalltouchHook(TransportHookMixin, HttpHook):
                     "get_requests() needs date_from and date_to unless request_id/request_number is given"
                 )
             query = {"siteId": str(self.site_id), **api_params}
-            return self._get(REQUESTS_PATH, query, shape=lambda body: self._parse_requests(body, "by id"))
+            return self._get(
+                REQUESTS_PATH, query, shape=lambda body: parse_requests(body, "by id", what=self._what())
+            )
         return [r for _, records in self.iter_requests_by_day(date_from, date_to, **params) for r in records]
 
     def iter_requests_by_day(
@@ -479,20 +410,13 @@ class CalltouchHook(TransportHookMixin, HttpHook):
 
         def fetch(day: date, page: int) -> tuple[list[Any], int, int | None]:
             query = {**base, "dateFrom": day.strftime("%m/%d/%Y"), "dateTo": day.strftime("%m/%d/%Y")}
-            records = self._get(REQUESTS_PATH, query, shape=lambda body: self._parse_requests(body, str(day)))
+            records = self._get(
+                REQUESTS_PATH, query, shape=lambda body: parse_requests(body, str(day), what=self._what())
+            )
             return records, 1, None
 
         for day, records, _ in self._pipeline(the_days, fetch):
             yield day, records
-
-    def _parse_requests(self, body: Any, label: str) -> list[Any]:
-        """The journal's array, every item as it came: one that is not an object becomes a
-        ``malformed_record`` reject of :func:`~calltouch_metrika.transforms.requests.requests_to_table`."""
-        if not isinstance(body, list):
-            raise MalformedResponseError(
-                f"{self._what()}, requests {label}: expected a JSON array, got {type(body).__name__}"
-            )
-        return list(body)
 
     # -- plans import -------------------------------------------------------------------------------
 
@@ -545,7 +469,7 @@ class CalltouchHook(TransportHookMixin, HttpHook):
                 what=self._what(),
             )
         )
-        return _status_data(body, self._what(), import_log_id)
+        return status_data(body, self._what(), import_log_id)
 
     # -- test button ----------------------------------------------------------------------------------
 
@@ -562,29 +486,12 @@ class CalltouchHook(TransportHookMixin, HttpHook):
                     "limit": "1",
                 },
             )
-            self._parse_calls_page(body, today, 1)
+            parse_calls_page(body, today, 1, what=self._what())
             return True, f"Calltouch site {self.site_id}: token accepted"
         except (CalltouchMetrikaError, ValueError) as exc:
             return False, str(exc)
         except Exception as exc:  # the Test button must answer, whatever happened
             return False, f"Calltouch connection test failed: {type(exc).__name__}"
-
-
-def _dumps(body: Any) -> str:
-    import json
-
-    return json.dumps(body, ensure_ascii=False)
-
-
-def _status_data(body: Any, what: str, import_log_id: int) -> dict:
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, dict) or "status" not in data:
-        if isinstance(data, dict) and data.get("type") in ("validationError", "apiError"):
-            raise ValidationError(f"{what}: plans import {import_log_id}: {_dumps(data)[:300]}")
-        raise MalformedResponseError(
-            f"{what}: plans import {import_log_id} status answered without data.status"
-        )
-    return data
 
 
 # --------------------------------------------------------------------------------------------------
@@ -642,7 +549,7 @@ class CalltouchAsyncHook(AsyncTransportHookMixin, HttpAsyncHook):
     async def _connect(self, conn: Any, extra: dict[str, Any]) -> str:
         """Read token and site id from the connection (called once, by ``config()``)."""
         token = _token(conn, self.calltouch_conn_id)
-        self._site_id = _resolve_site_id(self._site_id_arg, extra, self.calltouch_conn_id)
+        self._site_id = resolve_site_id(self._site_id_arg, extra, self.calltouch_conn_id)
         self._token = token
         return token
 
@@ -667,7 +574,7 @@ class CalltouchAsyncHook(AsyncTransportHookMixin, HttpAsyncHook):
                 )
             )
         )
-        return _status_data(body, what, import_log_id)
+        return status_data(body, what, import_log_id)
 
 
 __all__ = [

@@ -1,8 +1,9 @@
 """Calltouch parameter mapping (pure, no I/O): snake_case keyword arguments -> the API's query parameters.
 
 The tables live in :mod:`calltouch_metrika.constants` (``CALLS_PARAMS``, ``REQUESTS_PARAMS``); this module
-validates and formats values (booleans as ``true``/``false``, attribution 0/1, enumerations, lists, times)
-and splits date ranges into days. Used by :mod:`calltouch_metrika.hooks.calltouch`.
+validates and formats values (booleans as ``true``/``false``, attribution 0/1, enumerations, lists, times),
+splits date ranges into days and resolves the site id (hook argument, else connection extra). Used by
+:mod:`calltouch_metrika.hooks.calltouch`.
 """
 
 from __future__ import annotations
@@ -99,3 +100,30 @@ def days(date_from: Any, date_to: Any) -> list[date]:
     if start > end:
         raise ValueError(f"date_from {start} is after date_to {end}")
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _site_id(value: Any, source: str) -> int:
+    try:
+        site = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Calltouch site id from {source} must be a positive integer, not {value!r}"
+        ) from None
+    if site <= 0:
+        raise ValueError(f"Calltouch site id from {source} must be a positive integer, not {value!r}")
+    return site
+
+
+def resolve_site_id(argument: Any, extra: Mapping[str, Any], conn_id: str) -> int:
+    """The Calltouch site id: the hook argument ``site_id``, else the connection extra ``site_id``.
+
+    :raises ValueError: none is set, or the value is not a positive integer (the message names its source).
+    """
+    if argument not in (None, ""):
+        return _site_id(argument, "the hook argument site_id")
+    for key in ("site_id", "extra__calltouch__site_id"):  # plain, or as an older UI form stores it
+        if extra.get(key) not in (None, ""):
+            return _site_id(extra[key], f"connection {conn_id!r} extra {key}")
+    raise ValueError(
+        f"No Calltouch site id: pass site_id= to the hook or set the extra 'site_id' of connection {conn_id!r}"
+    )
