@@ -13,8 +13,14 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param
 
-from calltouch_metrika.config import Pipeline, load_valid_config
-from calltouch_metrika.dag_factory import local_midnight, pipeline_default_args, pool_kwargs
+from calltouch_metrika.config import Pipeline
+from calltouch_metrika.dag_factory import (
+    build_each,
+    buildable_pipelines,
+    local_midnight,
+    pipeline_default_args,
+    pool_kwargs,
+)
 from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
 from calltouch_metrika.operators.metrika import MetrikaUploadCallsOperator
 from calltouch_metrika.sensors.metrika import UploadStatusSensor
@@ -120,5 +126,4 @@ def build_dag(pipeline: Pipeline) -> DAG:
     return dag
 
 
-for _pipeline in load_valid_config().pipelines:
-    globals()[_pipeline.dag_id] = build_dag(_pipeline)
+globals().update(build_each(buildable_pipelines(), build_dag))

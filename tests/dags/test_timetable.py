@@ -9,6 +9,7 @@ of the serialized DAG; a real ``airflow backfill create`` and ``airflow dags tes
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,7 @@ def test_every_day_is_first_instant_to_first_instant_and_runs_after_it_ends(tz: 
     assert [tt.local_date(i.data_interval.start) for i in infos] == days
     zone = pendulum.timezone(tz)
     hh, mm = (int(x) for x in at.split(":"))
-    for prev, info in zip(infos, infos[1:], strict=False):
+    for prev, info in itertools.pairwise(infos):
         assert prev.data_interval.end == info.data_interval.start  # contiguous: no gap, no overlap
         assert prev.run_after < info.run_after
     for day, info in zip(days, infos, strict=True):
@@ -240,7 +241,10 @@ def test_the_findings_examples_of_day_boundaries() -> None:
     # Scoresbysund: 23:00-24:00 of 29 March 2025 does not exist; the run of the 28th at 23:30 starts
     # at the end of that gap, not 30 minutes later
     scoresby = LocalDayTimetable(at="23:30", timezone="America/Scoresbysund")
-    assert scoresby.run_after(dt.date(2025, 3, 28)) == day_interval(dt.date(2025, 3, 30), "America/Scoresbysund").start
+    assert (
+        scoresby.run_after(dt.date(2025, 3, 28))
+        == day_interval(dt.date(2025, 3, 30), "America/Scoresbysund").start
+    )
     # Lord Howe's 30-minute DST: 2025-04-06 is 24.5 hours long
     lh = day_interval(dt.date(2025, 4, 6), "Australia/Lord_Howe")
     assert lh.end - lh.start == dt.timedelta(hours=24, minutes=30)
