@@ -57,7 +57,7 @@ class Demo:
         with urllib.request.urlopen(f"{self.url}/_sandbox/state", timeout=10) as r:
             return json.load(r)
 
-    def airflow(self, *args: str, log_name: str, timeout: float = 100) -> subprocess.CompletedProcess[str]:
+    def airflow(self, *args: str, log_name: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         """Run ``airflow <args>`` with the demo environment; output goes to ``logs/<log_name>``."""
         log_file = self.logs / log_name
         with log_file.open("w") as fh:
@@ -267,7 +267,7 @@ def main() -> int:
         print(f"  sandbox at {url}")
         demo = Demo(url=url, env=_environment(url), pipeline=pipeline, day=day, logs=logs)
         print(f"- preparing Airflow in {AIRFLOW_HOME} (airflow db migrate) ...")
-        migrated = demo.airflow("db", "migrate", log_name="db-migrate.log", timeout=90)
+        migrated = demo.airflow("db", "migrate", log_name="db-migrate.log", timeout=600)
         if migrated.returncode != 0:
             raise RuntimeError(f"`airflow db migrate` failed; see {logs / 'db-migrate.log'}")
         for name, step in STEPS:
