@@ -432,7 +432,7 @@ def test_consumer_reads_the_files_named_by_its_triggering_events(
 
     dags = load_bag(EXPORT_FILE, CONSUMER_FILE)
     export = dags["calltouch_requests_export__leads"]
-    runs = [export.test(logical_date=pendulum.datetime(2026, 11, d, 7, 0, tz=TZ)) for d in (12, 13)]
+    runs = [export.test(logical_date=pendulum.datetime(2026, 11, d, tz=TZ)) for d in (11, 12)]
     assert [r.state for r in runs] == [DagRunState.SUCCESS] * 2
     with create_session() as session:
         event_ids = list(
