@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The Airflow image for docker-compose.yaml: the official apache/airflow 3.3.2 image plus our runtime
 # requirements and this repository installed as the `calltouch-metrika` distribution, whose
-# `apache_airflow_provider` entry point registers the `calltouch` and `yandex_metrika` connection types.
+# `apache_airflow_provider` entry point registers the `calltouch` and `yandexmetrika` connection types.
 ARG AIRFLOW_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_IMAGE}
 
@@ -33,7 +33,7 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" \
 
 # The package (editable, from /opt/airflow/plugins: the plugins volume of docker-compose.yaml mounts
 # the working tree over it, so code changes need no rebuild) and the sandbox (the API emulator).
-COPY --chown=airflow:0 pyproject.toml README.md /opt/airflow/
+COPY --chown=airflow:0 pyproject.toml README.md LICENSE /opt/airflow/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:0 sandbox/ /opt/airflow/sandbox/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/

@@ -7,13 +7,21 @@ STAMP := $(VENV)/.installed
 SANDBOX_PORT ?= 8765
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps test lint sandbox demo up down bench clean
+.PHONY: help install system-deps test lint sandbox demo up down airflow bench dist clean
 
 help:
-	@echo "make demo     run the daily calls pipeline for yesterday against the sandbox"
-	@echo "make test     install (if needed) and run every test"
-	@echo "make lint     ruff, including Airflow's AIR rules"
-	@echo "make sandbox  serve the API emulator on 127.0.0.1:$(SANDBOX_PORT) (foreground)"
+	@echo "make install      build .venv from the locks (every target does it when needed)"
+	@echo "make demo         run the daily calls pipeline for yesterday against the sandbox"
+	@echo "make test         install (if needed) and run every test"
+	@echo "make lint         ruff, including Airflow's AIR rules"
+	@echo "make sandbox      serve the API emulator on 127.0.0.1:$(SANDBOX_PORT) (foreground)"
+	@echo "make up           a local Airflow (UI, scheduler, triggerer, ...) + the sandbox, in the background"
+	@echo "make airflow ARGS=\"dags list\"   the Airflow CLI against the stack make up started"
+	@echo "make down         stop what make up started"
+	@echo "make bench        the extraction and transform benchmarks (bench/)"
+	@echo "make dist         build the wheel into dist/"
+	@echo "make system-deps  Debian packages the end-to-end tests need (PostgreSQL, Chromium; as root)"
+	@echo "make clean        remove .venv, caches, data/, logs/ and the make up state (.airflow-local)"
 
 # The virtualenv is rebuilt from the locks whenever they (or pyproject.toml) change.
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -46,14 +54,24 @@ demo: $(STAMP)
 
 # A local Airflow (api-server, scheduler, dag-processor, triggerer) plus the sandbox, in the background.
 up: $(STAMP)
-	$(BIN)/python tools/local_airflow.py up
+	$(BIN)/python -m tools.local_airflow up
 
 down:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python tools/local_airflow.py down; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tools.local_airflow down; fi
+
+# The Airflow CLI against the running `make up` stack, e.g. make airflow ARGS="dags list"
+# (or: source .airflow-local/env; airflow dags list).
+ARGS ?= -- --help
+airflow: $(STAMP)
+	@$(BIN)/python -m tools.local_airflow airflow $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract_calls.py
 	$(BIN)/python bench/transform_calls.py
 
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m pip wheel --quiet --no-deps -w dist .
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis data logs .airflow-*
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis data logs .airflow-* dist build

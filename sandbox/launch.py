@@ -1,7 +1,7 @@
 """Start the sandbox as a subprocess and point Airflow's connections at it.
 
 One piece for everything that runs the emulator next to Airflow: the test session
-(``tests/conftest.py``), ``make demo`` (``tools/demo.py``), ``make up`` (``tools/local_airflow.py``) and
+(``tests/conftest.py``), ``make demo`` (``tools/demo.py``), ``make up`` (``tools/local_airflow/``) and
 the benchmarks. Standard library only, so it can be imported before anything else is set up.
 """
 
@@ -46,7 +46,7 @@ def connection_env(url: str) -> dict[str, str]:
             }
         ),
         "AIRFLOW_CONN_METRIKA_DEFAULT": json.dumps(
-            {"conn_type": "yandex_metrika", "host": url, "password": DEFAULT_METRIKA_TOKEN}
+            {"conn_type": "yandexmetrika", "host": url, "password": DEFAULT_METRIKA_TOKEN}
         ),
     }
 

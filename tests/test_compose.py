@@ -46,8 +46,8 @@ SHARED_SETTINGS = (
     "AIRFLOW__CORE__LOAD_EXAMPLES",
     "CALLTOUCH_METRIKA_CONFIG",
     "CALLTOUCH_METRIKA_DATA",
-    "AIRFLOW_CONN_CALLTOUCH_DEFAULT",
-    "AIRFLOW_CONN_METRIKA_DEFAULT",
+    "AIRFLOW__CORE__TEST_CONNECTION",
+    "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE",
 )
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -159,29 +159,65 @@ def test_sandbox_service_serves_the_emulator_from_the_same_image(compose: dict[s
     sandbox = compose["services"]["sandbox"]
     assert sandbox["build"] == "." and sandbox["image"] == compose["x-airflow-common"]["image"]
     assert sandbox["command"].split() == ["python", "-m", "sandbox", "--host", "0.0.0.0", "--port", "8765"]
-    assert "8765:8765" in sandbox["ports"]
 
 
-def _connections(common_env: dict[str, str], env: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    return (
-        json.loads(interpolate(common_env["AIRFLOW_CONN_CALLTOUCH_DEFAULT"], env)),
-        json.loads(interpolate(common_env["AIRFLOW_CONN_METRIKA_DEFAULT"], env)),
-    )
+def test_sandbox_runs_only_with_its_profile_and_publishes_on_loopback(compose: dict[str, Any]) -> None:
+    sandbox = compose["services"]["sandbox"]
+    assert sandbox["profiles"] == ["sandbox"]
+    assert sandbox["ports"] == ["127.0.0.1:8765:8765"]
+    for name, service in compose["services"].items():
+        depends = service.get("depends_on", {})
+        assert "sandbox" not in depends, f"{name} depends on the sandbox, which runs only with its profile"
 
 
-def test_connections_point_at_the_sandbox_by_default(
-    compose: dict[str, Any], common_env: dict[str, str]
-) -> None:
-    calltouch, metrika = _connections(common_env, {"CALLTOUCH_TOKEN": "", "METRIKA_TOKEN": ""})
+def test_env_file_uses_the_short_syntax_any_compose_v2_reads(compose: dict[str, Any]) -> None:
+    # `env_file: [{path: .env, required: false}]` needs Compose 2.24+; the plain list works in every 2.x.
+    assert compose["x-airflow-common"]["env_file"] == [".env"]
+    for name, service in compose["services"].items():
+        for entry in service.get("env_file", []):
+            assert isinstance(entry, str), f"{name}: env_file long syntax needs Compose 2.24+"
+
+
+def test_the_file_is_valid_against_the_compose_specification_schema(compose: dict[str, Any]) -> None:
+    """jsonschema against the Compose Specification's own schema (tests/data/compose-spec/, vendored)."""
+    import jsonschema
+
+    schema = json.loads((REPO / "tests" / "data" / "compose-spec" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    errors = sorted(validator.iter_errors(compose), key=lambda e: list(e.absolute_path))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+    # ... and the schema is strict enough to notice a mistake (a typo'd key).
+    broken = json.loads(json.dumps(compose))
+    broken["services"]["sandbox"]["portz"] = ["8765:8765"]
+    assert list(validator.iter_errors(broken))
+
+
+def _connections(compose: dict[str, Any], env: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The connections airflow-init imports, with ``env`` as the .env file."""
+    init_env = compose["services"]["airflow-init"]["environment"]
+    conns = json.loads(interpolate(init_env["CTM_DEFAULT_CONNECTIONS"], env))
+    assert set(conns) == {"calltouch_default", "metrika_default"}
+    return conns["calltouch_default"], conns["metrika_default"]
+
+
+def test_airflow_init_creates_the_connections_in_the_db_leaving_existing_ones(text: str) -> None:
+    assert "airflow connections import /tmp/default-connections.json" in text
+    assert "--overwrite" not in text  # a connection the user made or edited is kept
+
+
+def test_connections_point_at_the_sandbox_by_default(compose: dict[str, Any]) -> None:
+    calltouch, metrika = _connections(compose, {"CALLTOUCH_TOKEN": "", "METRIKA_TOKEN": ""})
     assert calltouch == {
         "conn_type": "calltouch",
         "host": "http://sandbox:8765",
+        "port": 0,
         "password": "sandbox-ct-token",
         "extra": {"site_id": "10001"},
     }
     assert metrika == {
-        "conn_type": "yandex_metrika",
+        "conn_type": "yandexmetrika",
         "host": "http://sandbox:8765",
+        "port": 0,
         "password": "sandbox-ym-token",
     }
     # ... and that address is the sandbox service's.
@@ -190,7 +226,7 @@ def test_connections_point_at_the_sandbox_by_default(
     assert f"--port {host.port}" in compose["services"][host.hostname]["command"]
 
 
-def test_connections_take_real_accounts_from_env(common_env: dict[str, str]) -> None:
+def test_connections_take_real_accounts_from_env(compose: dict[str, Any]) -> None:
     env = {
         "CALLTOUCH_HOST": "https://api.calltouch.ru",
         "CALLTOUCH_TOKEN": "ct-token",
@@ -198,7 +234,7 @@ def test_connections_take_real_accounts_from_env(common_env: dict[str, str]) -> 
         "METRIKA_HOST": "https://api-metrika.yandex.net",
         "METRIKA_TOKEN": "ym-token",
     }
-    calltouch, metrika = _connections(common_env, env)
+    calltouch, metrika = _connections(compose, env)
     assert (calltouch["host"], calltouch["password"], calltouch["extra"]) == (
         "https://api.calltouch.ru",
         "ct-token",
@@ -252,7 +288,7 @@ def test_dockerfile_installs_our_requirements_with_the_image_constraints() -> No
     assert re.search(r"^FROM \$\{AIRFLOW_IMAGE\}", dockerfile, re.MULTILINE)
     assert '--constraint "${HOME}/constraints.txt"' in dockerfile
     assert "requirements.txt" in dockerfile
-    # Our distribution, so the calltouch / yandex_metrika connection types register.
+    # Our distribution, so the calltouch / yandexmetrika connection types register.
     assert re.search(r"pip install[^\n]*--no-deps -e /opt/airflow", dockerfile)
     for path in ("pyproject.toml", "plugins/", "sandbox/"):
         assert path in dockerfile, path

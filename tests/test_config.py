@@ -248,7 +248,8 @@ def test_issue_13_examples_are_parse_time_errors(tmp_path: Path, extra: str, key
         # findings 1: values Airflow refuses when it builds the DAG
         ("    start_date: 0001-01-01\n", "start_date", "outside 2000-01-01..2099-12-31"),
         ("    start_date: 9999-12-31\n", "start_date", "outside"),
-        ("    start_date: 20261118\n", "start_date", "valid date"),
+        ("    start_date: 20261118\n", "start_date", "number of days back"),
+        ("    start_date: 2026/11/18\n", "start_date", "not a date YYYY-MM-DD"),
         (f"    dag_tags: ['{'x' * 101}']\n", "dag_tags", "Airflow allows 100"),
         ("    dag_tags: ['']\n", "dag_tags", "blank"),
         ("    dag_tags: [1, 2]\n", "dag_tags.0", "valid string"),

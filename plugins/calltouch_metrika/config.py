@@ -29,7 +29,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +42,31 @@ from calltouch_metrika.exceptions import ConfigError
 
 CONFIG_ENV = "CALLTOUCH_METRIKA_CONFIG"
 DATA_ENV = "CALLTOUCH_METRIKA_DATA"
+
+
+def base_dir() -> Path:
+    """Where the default config, plans and data live.
+
+    In a repository checkout (``<repo>/include`` next to ``plugins/``): ``<repo>``. Installed from the
+    wheel (site-packages has no ``include/``): ``$AIRFLOW_HOME/calltouch_metrika`` (``~/airflow`` when
+    ``AIRFLOW_HOME`` is unset), so nothing resolves into site-packages. The variables
+    ``$CALLTOUCH_METRIKA_CONFIG`` / ``$CALLTOUCH_METRIKA_DATA`` / ``$CALLTOUCH_METRIKA_PLANS_DIR`` override each.
+    """
+    if (REPO_ROOT / "include").is_dir() and (REPO_ROOT / "plugins" / "calltouch_metrika").is_dir():
+        return REPO_ROOT
+    return Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser() / "calltouch_metrika"
+
+
+def default_config_path() -> Path:
+    """``<repo>/include/config/pipelines.yaml``, or ``$AIRFLOW_HOME/calltouch_metrika/pipelines.yaml``."""
+    base = base_dir()
+    return base / "include" / "config" / "pipelines.yaml" if base == REPO_ROOT else base / "pipelines.yaml"
+
+
+def default_plans_dir() -> Path:
+    """``<repo>/include/plans``, or ``$AIRFLOW_HOME/calltouch_metrika/plans`` when installed."""
+    base = base_dir()
+    return base / "include" / "plans" if base == REPO_ROOT else base / "plans"
 
 
 #: Metrika links an offline call to a visit only within this many days (api-notes §3).
@@ -114,16 +139,17 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def config_path() -> Path:
-    """Where the pipelines file is: ``$CALLTOUCH_METRIKA_CONFIG``, else ``<repo>/include/config/pipelines.yaml``."""
+    """Where the pipelines file is: ``$CALLTOUCH_METRIKA_CONFIG``, else :func:`default_config_path`."""
     env = os.environ.get(CONFIG_ENV)
     if env:
         return Path(env).expanduser()
-    return REPO_ROOT / "include" / "config" / "pipelines.yaml"
+    return default_config_path()
 
 
 def default_storage_root() -> str:
-    """The default storage root: ``$CALLTOUCH_METRIKA_DATA``, else ``<repo>/data``."""
-    return os.environ.get(DATA_ENV) or str(REPO_ROOT / "data")
+    """The default storage root: ``$CALLTOUCH_METRIKA_DATA``, else ``<repo>/data`` (checkout) or
+    ``$AIRFLOW_HOME/calltouch_metrika/data`` (installed; :func:`base_dir`)."""
+    return os.environ.get(DATA_ENV) or str(base_dir() / "data")
 
 
 def expand_env(value: str) -> str:
@@ -333,6 +359,51 @@ class RequestsExport(_Strict):
         return _check_hook_params(v, "REQUESTS_PARAMS")
 
 
+class Notify(_Strict):
+    """E-mail notifications of one pipeline (:mod:`calltouch_metrika.notifications`, SMTP provider).
+
+    ``on``: ``failure`` (any task failure), ``linkage_failure`` (Metrika linked no call of the day's
+    upload), ``rejects_over: <percent>`` (more than that share of the day's calls rejected), e.g.
+    ``on: [failure, {rejects_over: 20}]``; ``conn_id``: an ``smtp`` connection; ``to``: recipients.
+    """
+
+    conn_id: str = "smtp_default"
+    to: list[str] = Field(min_length=1)
+    from_email: str | None = None
+    on: list[Literal["failure", "linkage_failure"] | dict[Literal["rejects_over"], float]] = Field(
+        default_factory=lambda: ["failure"], min_length=1
+    )
+
+    @field_validator("on")
+    @classmethod
+    def _percent(cls, v: list[Any]) -> list[Any]:
+        for item in v:
+            if isinstance(item, dict) and not 0 <= item["rejects_over"] <= 100:
+                raise ValueError("rejects_over is a percentage of the day's calls: 0 to 100")
+        return v
+
+    @property
+    def events(self) -> list[str]:
+        """The event names of ``on`` (``rejects_over`` for the dict form)."""
+        return [e if isinstance(e, str) else "rejects_over" for e in self.on]
+
+    @property
+    def rejects_over_percent(self) -> float | None:
+        """The ``rejects_over`` limit, if set."""
+        return next((e["rejects_over"] for e in self.on if isinstance(e, dict)), None)
+
+
+def _relative_start_date(v: Any) -> Any:
+    """``start_date: -7`` (an integer <= 0): that many days before today; else the value unchanged."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if v > 0:
+            raise ValueError(
+                "a relative start_date is a number of days back from today: 0 or negative, e.g. -7"
+            )
+        return date.today() + timedelta(days=v)
+    return v
+
+
 class Pipeline(_Strict):
     """One Calltouch site feeding one Metrika counter: becomes DAG ``calltouch_calls_to_metrika__<name>``."""
 
@@ -364,6 +435,12 @@ class Pipeline(_Strict):
     status_timeout_hours: float = Field(default=24.0, gt=0, le=168)
     plans_file: str | None = None
     requests_export: RequestsExport | None = None
+    notify: Notify | None = None
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _start(cls, v: Any) -> Any:
+        return _relative_start_date(v)
 
     @field_validator("timezone")
     @classmethod

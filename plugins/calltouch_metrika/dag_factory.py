@@ -32,6 +32,7 @@ __all__ = [
     "config_report",
     "default_args",
     "local_midnight",
+    "notify_callbacks",
     "pipeline_dag_errors",
     "pipeline_default_args",
     "pool_kwargs",
@@ -58,8 +59,35 @@ def default_args(
 
 
 def pipeline_default_args(pipeline: Pipeline, **extra: Any) -> dict[str, Any]:
-    """``default_args`` from a pipeline's ``owner`` and ``retries``."""
-    return default_args(owner=pipeline.owner, retries=pipeline.retries, **extra)
+    """``default_args`` from a pipeline's ``owner`` and ``retries``, and its ``notify`` callbacks."""
+    return default_args(owner=pipeline.owner, retries=pipeline.retries, **notify_callbacks(pipeline), **extra)
+
+
+def notify_callbacks(pipeline: Pipeline) -> dict[str, Any]:
+    """``on_failure_callback`` / ``on_success_callback`` sending the pipeline's ``notify`` e-mails
+    (:class:`~calltouch_metrika.notifications.PipelineNotifier`); ``{}`` without ``notify``."""
+    if pipeline.notify is None:
+        return {}
+    from calltouch_metrika.notifications import PipelineNotifier
+
+    notify = pipeline.notify
+
+    def notifier(callback: str) -> PipelineNotifier:
+        return PipelineNotifier(
+            pipeline=pipeline.name,
+            timezone=pipeline.timezone,
+            to=notify.to,
+            smtp_conn_id=notify.conn_id,
+            from_email=notify.from_email,
+            events=notify.events,
+            rejects_over_percent=notify.rejects_over_percent,
+            callback=callback,  # type: ignore[arg-type]
+        )
+
+    callbacks: dict[str, Any] = {"on_failure_callback": [notifier("failure")]}
+    if {"linkage_failure", "rejects_over"} & set(notify.events):
+        callbacks["on_success_callback"] = [notifier("success")]
+    return callbacks
 
 
 def pool_kwargs(pipeline: Pipeline) -> dict[str, Any]:

@@ -61,8 +61,10 @@ _CALLTOUCH = _connection_type(
     field_placeholder="12345",
 )
 
+# No "_" in the type name: Airflow warns "Connection schemes (type: ...) shall not contain '_' according to
+# RFC3986" at every fetch of such a connection (Connection.get_uri), in every component's log.
 _METRIKA = _connection_type(
-    "yandex_metrika",
+    "yandexmetrika",
     "calltouch_metrika.hooks.metrika.MetrikaHook",
     "Yandex Metrika",
     host="https://api-metrika.yandex.net",
@@ -75,11 +77,21 @@ _METRIKA = _connection_type(
 )
 
 
+#: The type name before 0.2.0, still registered so existing connections keep their form and Test button;
+#: change their type to ``yandexmetrika`` (CHANGELOG.md) to silence Airflow's RFC3986 warning.
+_METRIKA_OLD_NAME = {
+    **_METRIKA,
+    "connection-type": "yandex_metrika",
+    "hook-class-name": "calltouch_metrika.hooks.metrika_legacy.LegacyMetrikaHook",
+    "hook-name": "Yandex Metrika (old type name: use yandexmetrika)",
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Return the provider info dict Airflow validates against ``provider_info.schema.json``."""
     return {
         "package-name": "calltouch-metrika",
         "name": "Calltouch and Yandex Metrika",
         "description": "Calltouch calls to Yandex Metrika offline calls, plans import, requests export.",
-        "connection-types": [_CALLTOUCH, _METRIKA],
+        "connection-types": [_CALLTOUCH, _METRIKA, _METRIKA_OLD_NAME],
     }

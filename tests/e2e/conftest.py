@@ -1,7 +1,7 @@
 """End-to-end harness: real Airflow processes on a private PostgreSQL, plus the sandbox, on loopback.
 
 One session-scoped stack (``e2e``) is started the same way ``make up`` starts it
-(``tools/local_airflow.py``): ``airflow api-server``, ``scheduler``, ``dag-processor`` and ``triggerer``
+(the ``tools.local_airflow`` package): ``airflow api-server``, ``scheduler``, ``dag-processor`` and ``triggerer``
 with the LocalExecutor, a private PostgreSQL cluster (Debian's ``postgresql`` package) as the
 metadata DB, and ``python -m sandbox`` behind the ``calltouch_default`` / ``metrika_default``
 connections. Everything is stopped at the end of the session, even when a test or the start fails.
@@ -18,21 +18,22 @@ as root), running as root without a ``postgres`` system user (``initdb`` refuses
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import requests
+
+from tools.local_airflow.postgres import PostgresCluster, find_postgres_bin
+from tools.local_airflow.processes import tail
+from tools.local_airflow.stack import POOL_NAME, LocalAirflow, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -62,22 +63,6 @@ SANDBOX_ARGS = [
     '{"plans_in_progress_seconds": 0}',
 ]
 STATUS_POLL_SECONDS = 2
-
-
-def _load_local_airflow() -> ModuleType:
-    """``tools/local_airflow.py`` as a module (``tools`` is not a package)."""
-    name = "ctm_local_airflow"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "local_airflow.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-la = _load_local_airflow()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -113,7 +98,7 @@ pipelines:
     filters: {{with_call_tags: true}}
     new_goal_name: Звонок из Calltouch
     storage_root: {data_dir}
-    pool: {la.POOL_NAME}
+    pool: {POOL_NAME}
     retries: 0
     status_poll_seconds: {STATUS_POLL_SECONDS}
     status_timeout_hours: 1
@@ -143,8 +128,8 @@ class SandboxState:
 class E2E:
     """The running stack plus the helpers the tests share (REST API, CLI, metadata DB, sandbox)."""
 
-    def __init__(self, stack: Any, sandbox: SandboxState, data_dir: Path) -> None:
-        self.stack = stack
+    def __init__(self, local: LocalAirflow, sandbox: SandboxState, data_dir: Path) -> None:
+        self.stack = local
         self.sandbox = sandbox
         self.data_dir = data_dir
         self._token: str | None = None
@@ -219,12 +204,12 @@ class E2E:
                     lines.append(f"{run_id} {task_id}: {ti['state']}")
                     for f in self.task_log_files(dag_id, run_id):
                         if f"task_id={task_id}" in str(f):
-                            lines.append(f"--- {f.name}:\n{la.tail(f, 25)}")
+                            lines.append(f"--- {f.name}:\n{tail(f, 25)}")
         return "\n".join(lines) or "(no failed task instance found)"
 
     def diagnostics(self) -> str:
         return "\n".join(
-            f"--- {name}.log:\n{la.tail(self.stack.home / f'{name}.log', 15)}"
+            f"--- {name}.log:\n{tail(self.stack.home / f'{name}.log', 15)}"
             for name in ("scheduler", "triggerer")
         )
 
@@ -256,7 +241,7 @@ class E2E:
 @pytest.fixture(scope="session")
 def e2e() -> Iterator[E2E]:
     """Start the whole stack once; stop every process and remove the cluster at the end."""
-    bin_dir = la.find_postgres_bin()
+    bin_dir = find_postgres_bin()
     if bin_dir is None:
         pytest.skip(
             "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin "
@@ -279,14 +264,17 @@ def e2e() -> Iterator[E2E]:
     data_dir.mkdir()
     config = home / "pipelines.yaml"
     write_pipelines(config, data_dir)
-    sandbox_port = la.free_port()
-    stack = la.LocalAirflow(
+    sandbox_port = free_port()
+    stack = LocalAirflow(
         home=home,
-        api_port=la.free_port(),
+        api_port=free_port(),
         sandbox_port=sandbox_port,
         sandbox_args=SANDBOX_ARGS,
-        postgres=la.PostgresCluster(root=pg_root / "cluster", port=la.free_port(), bin_dir=bin_dir),
+        postgres=PostgresCluster(root=pg_root / "cluster", port=free_port(), bin_dir=bin_dir),
         extra_env={"CALLTOUCH_METRIKA_CONFIG": str(config), "CALLTOUCH_METRIKA_DATA": str(data_dir)},
+        # Not the test session's AIRFLOW_CONN_* (tests/conftest.py's sandbox): the stack creates its
+        # connections in the metadata DB, pointing at its own sandbox, as `make up` does.
+        inherit_connections=False,
     )
     if os.geteuid() == 0:
         import pwd

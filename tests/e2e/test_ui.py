@@ -86,6 +86,7 @@ def _log_in(driver: Any, e2e: E2E) -> None:
 
 def _set_datetime(driver: Any, index: int, day: date, hh_mm: str) -> None:
     """Fill the backfill dialog's ``index``-th date-time picker (0 = From, 1 = To)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -93,7 +94,13 @@ def _set_datetime(driver: Any, index: int, day: date, hh_mm: str) -> None:
     driver.find_elements(By.CSS_SELECTOR, "[data-testid=datetime-input]")[index].click()
 
     def visible(selector: str) -> Any:
-        found = [e for e in driver.find_elements(By.CSS_SELECTOR, selector) if e.is_displayed()]
+        found = []
+        for element in driver.find_elements(By.CSS_SELECTOR, selector):
+            try:
+                if element.is_displayed():
+                    found.append(element)
+            except StaleElementReferenceException:  # the picker closed between find and check
+                continue
         return found[0] if found else None
 
     date_input = WebDriverWait(driver, 20).until(lambda d: visible("input[placeholder='YYYY/MM/DD']"))

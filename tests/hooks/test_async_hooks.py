@@ -80,7 +80,7 @@ async def test_metrika_async_errors(sandbox: Any, add_connection: Any) -> None:
     with pytest.raises(NotFoundError):
         await MetrikaAsyncHook(**FAST).get_calls_uploading(20001, 404)
     conn = add_connection(
-        "ym_async_bad", conn_type="yandex_metrika", host=sandbox.url, password="bad-ym-async"
+        "ym_async_bad", conn_type="yandexmetrika", host=sandbox.url, password="bad-ym-async"
     )
     with pytest.raises(AuthenticationError, match="20001"):
         await MetrikaAsyncHook(conn, **FAST).get_calls_uploading(20001, 1)
@@ -105,7 +105,7 @@ async def test_async_hooks_register_tokens_with_the_masker(sandbox: Any, add_con
 
     token = "async/only+token=42"
     sandbox.reset(metrika_tokens={token: [20001]})
-    conn = add_connection("ym_async_mask", conn_type="yandex_metrika", host=sandbox.url, password=token)
+    conn = add_connection("ym_async_mask", conn_type="yandexmetrika", host=sandbox.url, password=token)
     with pytest.raises(NotFoundError) as err:
         await MetrikaAsyncHook(conn, **FAST).get_calls_uploading(20001, 1)
     assert token not in str(err.value)
@@ -154,7 +154,7 @@ async def test_async_run_sends_our_auth_and_no_connection_extras(
     record = metrika().upload_calls(20001, calls_csv(), comment="async-run")
     conn = add_connection(
         "ym_async_extras",
-        conn_type="yandex_metrika",
+        conn_type="yandexmetrika",
         host=sandbox.url,
         password="sandbox-ym-token",
         extra={"X-Leak": "extra-value", "counter_id": "20001"},

@@ -17,9 +17,9 @@ def test_provider_registers_both_connection_types() -> None:
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     hooks = ProvidersManagerTaskRuntime().hooks  # what Connection.get_hook() uses in a task
-    assert "calltouch" in hooks and "yandex_metrika" in hooks
+    assert "calltouch" in hooks and "yandexmetrika" in hooks
     assert hooks["calltouch"].hook_class_name == "calltouch_metrika.hooks.calltouch.CalltouchHook"
-    assert hooks["yandex_metrika"].hook_class_name == "calltouch_metrika.hooks.metrika.MetrikaHook"
+    assert hooks["yandexmetrika"].hook_class_name == "calltouch_metrika.hooks.metrika.MetrikaHook"
 
 
 def test_provider_manager_sees_form_fields() -> None:
@@ -31,12 +31,12 @@ def test_provider_manager_sees_form_fields() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pm = ProvidersManager()
-        assert {"calltouch", "yandex_metrika"} <= set(pm.hooks)
+        assert {"calltouch", "yandexmetrika"} <= set(pm.hooks)
         widgets = pm.connection_form_widgets
         behaviours = pm.field_behaviours
     assert "extra__calltouch__site_id" in widgets
     assert behaviours["calltouch"]["relabeling"]["password"] == "API token"
-    assert behaviours["yandex_metrika"]["relabeling"]["password"] == "OAuth token"
+    assert behaviours["yandexmetrika"]["relabeling"]["password"] == "OAuth token"
 
 
 def test_provider_info_declares_form_fields_without_importing_airflow() -> None:
@@ -46,7 +46,7 @@ def test_provider_info_declares_form_fields_without_importing_airflow() -> None:
     code = (
         "import sys; from calltouch_metrika.provider_info import get_provider_info as g; i = g(); "
         "assert 'airflow' not in sys.modules, 'provider_info imported airflow'; "
-        "ct, ym = i['connection-types']; "
+        "ct, ym, _old = i['connection-types']; "
         "assert ct['conn-fields']['site_id']['label'] == 'Site id'; "
         "assert ct['ui-field-behaviour']['relabeling']['password'] == 'API token'; "
         "assert ym['ui-field-behaviour']['relabeling']['password'] == 'OAuth token'"
@@ -59,7 +59,7 @@ def test_connection_get_hook_returns_our_hooks(sandbox: Any) -> None:
 
     ct = Connection(conn_id="calltouch_default", conn_type="calltouch", host=sandbox.url, password="x" * 8)
     assert isinstance(ct.get_hook(), CalltouchHook)
-    ym = Connection(conn_id="metrika_default", conn_type="yandex_metrika", host=sandbox.url, password="y" * 8)
+    ym = Connection(conn_id="metrika_default", conn_type="yandexmetrika", host=sandbox.url, password="y" * 8)
     assert isinstance(ym.get_hook(), MetrikaHook)
 
 
@@ -71,7 +71,7 @@ ISSUE_CALLTOUCH = (
     '"extra": {"site_id": "12345"}}'
 )
 ISSUE_METRIKA = (
-    '{"conn_type": "yandex_metrika", "host": "https://api-metrika.yandex.net", "password": "<oauth token>"}'
+    '{"conn_type": "yandexmetrika", "host": "https://api-metrika.yandex.net", "password": "<oauth token>"}'
 )
 
 

@@ -36,7 +36,7 @@ def test_tokens_never_reach_logs_or_errors(
     ct_conn = add_connection(
         "ct_masked", conn_type="calltouch", host=sandbox.url, password=CT_TOKEN, extra={"site_id": "10001"}
     )
-    ym_conn = add_connection("ym_masked", conn_type="yandex_metrika", host=sandbox.url, password=YM_TOKEN)
+    ym_conn = add_connection("ym_masked", conn_type="yandexmetrika", host=sandbox.url, password=YM_TOKEN)
     fast = {"retry_wait_min": 0.01, "retry_wait_max": 0.02, "retry_after_max": 0.05}
     messages: list[str] = []
     caplog.set_level(logging.DEBUG)
@@ -134,7 +134,7 @@ def test_metrika_token_with_a_newline_never_leaks(
     """The issue's example: today ``requests.exceptions.InvalidHeader: ... 'OAuth <token>'`` in the task log."""
     from airflow.sdk._shared.secrets_masker import redact
 
-    conn = add_connection("ym_newline", conn_type="yandex_metrika", host=sandbox.url, password=NEWLINE_TOKEN)
+    conn = add_connection("ym_newline", conn_type="yandexmetrika", host=sandbox.url, password=NEWLINE_TOKEN)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(AuthenticationError, match="control character") as err:
         MetrikaHook(conn).list_calls_uploadings(20001)
@@ -163,7 +163,7 @@ async def test_async_hook_token_with_a_newline_never_leaks(sandbox: Any, add_con
     from calltouch_metrika.hooks.metrika import MetrikaAsyncHook
 
     conn = add_connection(
-        "ym_newline_async", conn_type="yandex_metrika", host=sandbox.url, password=NEWLINE_TOKEN
+        "ym_newline_async", conn_type="yandexmetrika", host=sandbox.url, password=NEWLINE_TOKEN
     )
     with pytest.raises(AuthenticationError, match="control character") as err:
         await MetrikaAsyncHook(conn).get_calls_uploading(20001, 1)
@@ -217,7 +217,7 @@ def test_dag_test_output_at_info_has_no_secret(
     )
     monkeypatch.setenv(
         "AIRFLOW_CONN_METRIKA_DEFAULT",
-        json.dumps({"conn_type": "yandex_metrika", "host": sandbox.url, "password": YM_TOKEN}),
+        json.dumps({"conn_type": "yandexmetrika", "host": sandbox.url, "password": YM_TOKEN}),
     )
     write_config(tmp_path, monkeypatch)
     dr = run_dag("calltouch_calls_to_metrika__e2e", recent_day())

@@ -204,7 +204,7 @@ def test_get_is_retried_through_429_and_5xx(sandbox: Any, metrika: Any) -> None:
 
 def test_bad_token_and_foreign_counter(sandbox: Any, metrika: Any, add_connection: Any) -> None:
     conn = add_connection(
-        "ym_bad", conn_type="yandex_metrika", host=sandbox.url, password="bad-oauth-token-1"
+        "ym_bad", conn_type="yandexmetrika", host=sandbox.url, password="bad-oauth-token-1"
     )
     with pytest.raises(AuthenticationError) as err:
         metrika(conn).upload_calls(COUNTER, calls_csv())
@@ -218,12 +218,12 @@ def test_test_connection_good_and_bad(sandbox: Any, metrika: Any, add_connection
     ok, message = metrika().test_connection()
     assert ok, message
     bad = add_connection(
-        "ym_bad_tc", conn_type="yandex_metrika", host=sandbox.url, password="bad-oauth-token-2"
+        "ym_bad_tc", conn_type="yandexmetrika", host=sandbox.url, password="bad-oauth-token-2"
     )
     ok, message = metrika(bad).test_connection()
     assert not ok and "403" in message and "bad-oauth-token-2" not in message
     with_counter = add_connection(
-        "ym_counter", conn_type="yandex_metrika", host=sandbox.url, password="sandbox-ym-token",
+        "ym_counter", conn_type="yandexmetrika", host=sandbox.url, password="sandbox-ym-token",
         extra={"counter_id": "20003"},
     )  # fmt: skip
     ok, message = metrika(with_counter).test_connection()
@@ -234,5 +234,5 @@ def test_hook_is_an_http_hook_with_our_conn_type() -> None:
     from airflow.providers.http.hooks.http import HttpHook
 
     assert issubclass(MetrikaHook, HttpHook)
-    assert MetrikaHook.conn_type == "yandex_metrika"
+    assert MetrikaHook.conn_type == "yandexmetrika"
     assert MetrikaHook.default_conn_name == "metrika_default"

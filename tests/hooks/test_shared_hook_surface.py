@@ -71,7 +71,7 @@ def test_check_response_raises_the_hooks_typed_error(
     ok = hook.get_conn().get(
         sandbox.url + path,
         params={"clientApiId": CT_TOKEN} if hook.conn_type == "calltouch" else None,
-        headers={"Authorization": f"OAuth {YM_TOKEN}"} if hook.conn_type == "yandex_metrika" else None,
+        headers={"Authorization": f"OAuth {YM_TOKEN}"} if hook.conn_type == "yandexmetrika" else None,
         timeout=10,
     )
     assert ok.status_code == 200
@@ -108,7 +108,7 @@ def test_hooks_keep_their_settings(sandbox: Any) -> None:
     ("hook_class", "conn_type", "kind"),
     [
         (CalltouchHook, "calltouch", "Calltouch API token"),
-        (MetrikaHook, "yandex_metrika", "Metrika OAuth token"),
+        (MetrikaHook, "yandexmetrika", "Metrika OAuth token"),
     ],
 )
 def test_missing_token_names_the_connection_and_the_kind_of_token(

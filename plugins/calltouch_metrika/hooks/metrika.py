@@ -172,7 +172,7 @@ METRIKA = ApiSpec(
 class MetrikaHook(TransportHookMixin, HttpHook):
     """Talks to the Metrika management API (offline calls).
 
-    :param metrika_conn_id: connection of type ``yandex_metrika`` (or ``http``): host, password = OAuth token.
+    :param metrika_conn_id: connection of type ``yandexmetrika`` (or ``http``, or the old ``yandex_metrika``): host, password = OAuth token.
     :param timeout: seconds to wait for each answer; uploads of big files may need more.
     :param max_attempts: attempts per request for 429/5xx/connection errors/timeouts (idempotent ones).
     :param requests_per_second: process-wide ceiling for this host (Metrika allows 30 per IP).
@@ -185,7 +185,7 @@ class MetrikaHook(TransportHookMixin, HttpHook):
 
     conn_name_attr = "metrika_conn_id"
     default_conn_name = "metrika_default"
-    conn_type = "yandex_metrika"
+    conn_type = "yandexmetrika"
     hook_name = "Yandex Metrika"
 
     def __init__(
@@ -341,12 +341,15 @@ class MetrikaHook(TransportHookMixin, HttpHook):
         return max(matches, key=lambda u: (str(u.get("create_time") or ""), int(u.get("id") or 0)))
 
     def test_connection(self) -> tuple[bool, str]:
-        """The Test button: lists the token's counters (and reads extra ``counter_id``'s uploads, if set)."""
+        """The Test button: names the token's counters (up to 20) and reads extra ``counter_id``'s uploads, if set."""
         try:
             self._setup()
-            answer = self._request(Request("GET", COUNTERS_PATH, params={"per_page": "1"}, what="Metrika"))
+            answer = self._request(Request("GET", COUNTERS_PATH, params={"per_page": "20"}, what="Metrika"))
             if not isinstance(answer, dict) or not isinstance(answer.get("counters"), list):
                 raise MalformedResponseError("Metrika: the counters list answered without 'counters'")
+            ids = [str(c.get("id")) for c in answer["counters"] if isinstance(c, dict)]
+            more = int(answer.get("rows") or len(ids)) - len(ids)
+            listed = (", ".join(ids) or "none") + (f" and {more} more" if more > 0 else "")
             counter = self._extra.get("counter_id")
             if counter not in (None, ""):
                 counter = _counter(counter)
@@ -358,8 +361,8 @@ class MetrikaHook(TransportHookMixin, HttpHook):
                         what=f"Metrika counter {counter}",
                     )
                 )
-                return True, f"Metrika: token accepted, counter {counter} readable"
-            return True, "Metrika: token accepted"
+                return True, f"Metrika: token accepted, counter {counter} readable (counters: {listed})"
+            return True, f"Metrika: token accepted; counters: {listed}"
         except (CalltouchMetrikaError, ValueError) as exc:
             return False, str(exc)
         except Exception as exc:  # the Test button must answer, whatever happened
@@ -377,7 +380,7 @@ class MetrikaAsyncHook(AsyncTransportHookMixin, HttpAsyncHook):
 
     conn_name_attr = "metrika_conn_id"
     default_conn_name = "metrika_default"
-    conn_type = "yandex_metrika"
+    conn_type = "yandexmetrika"
     hook_name = "Yandex Metrika (async)"
     api = METRIKA
     limiter_api = "metrika"

@@ -35,7 +35,7 @@ from airflow.sdk import BaseOperator, ObjectStoragePath
 from airflow.sdk.exceptions import AirflowSkipException
 
 from calltouch_metrika import storage
-from calltouch_metrika._utils import REPO_ROOT, as_bool
+from calltouch_metrika._utils import as_bool
 from calltouch_metrika.constants import LEDGER_SENT, LEDGER_SUCCEEDED, PLANS_IN_PROGRESS, PLANS_SUCCESS
 from calltouch_metrika.exceptions import (
     MalformedResponseError,
@@ -62,9 +62,12 @@ PLANS_DIR_ENV = "CALLTOUCH_METRIKA_PLANS_DIR"
 
 
 def plans_dir() -> Path:
-    """Where bare plan file names live: ``$CALLTOUCH_METRIKA_PLANS_DIR``, else ``<repo>/include/plans``."""
+    """Where bare plan file names live: ``$CALLTOUCH_METRIKA_PLANS_DIR``, else ``<repo>/include/plans``
+    (``$AIRFLOW_HOME/calltouch_metrika/plans`` when installed: ``config.default_plans_dir``)."""
+    from calltouch_metrika.config import default_plans_dir
+
     env = os.environ.get(PLANS_DIR_ENV)
-    return Path(env).expanduser() if env else REPO_ROOT / "include" / "plans"
+    return Path(env).expanduser() if env else default_plans_dir()
 
 
 def resolve_plans_file(plans_file: str) -> ObjectStoragePath:

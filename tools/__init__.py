@@ -1,0 +1,1 @@
+"""Developer tools: ``make demo`` (demo.py) and ``make up`` (local_airflow/)."""
