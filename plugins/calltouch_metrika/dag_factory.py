@@ -146,7 +146,7 @@ def pipeline_dag_errors(pipeline: Pipeline, *, file: str = "pipelines.yaml") -> 
         "dag_tags",
         lambda: DAG(dag_id=pipeline.dag_id, schedule=None, tags=list(pipeline.dag_tags), auto_register=False),
     )
-    step("owner", lambda: pipeline_default_args(pipeline))
+    step("notify" if pipeline.notify is not None else "owner", lambda: pipeline_default_args(pipeline))
     export = pipeline.requests_export
     if export is not None and export.enabled:
         step("requests_export", lambda: cron_time_of_day(export.schedule or pipeline.schedule))
