@@ -42,13 +42,16 @@ CLI: `airflow dags test {dag_id} 2026-11-29`; range: `airflow backfill create --
 1. **extract** — the day's calls through the Calltouch API, written as Parquet to
    `{storage_root}/calltouch/calls/site={site_id}/date=YYYY-MM-DD/calls.parquet`.
 2. **upload** — the calls turned into Metrika's calls CSV (identifier `{identifier}` from `{field}`);
-   calls that cannot be uploaded go to `metrika/rejects/…` with a reason. Uploaded with the comment
-   `calltouch-metrika {name} site {site_id} <day>`; if that comment already exists in Metrika the
-   existing upload is reused, so retries and re-runs never upload a day twice.
+   calls that cannot be uploaded go to `metrika/rejects/…` with a reason. Only calls that counter
+   {counter_id}'s call ledger does not hold yet are uploaded (one upload per day with new calls,
+   comment `calltouch-metrika {name} site {site_id} <day> part <n>`), so retries, re-runs and other
+   pipelines on the counter never send a call twice. The previous `lookback_days` days are re-read
+   for late calls.
 3. **wait** — waits (deferred) until Metrika reports `PROCESSED`; `LINKAGE_FAILURE` → **{on_linkage_failure}**.
 
 Trigger with **dry_run** to build and check the CSV without uploading; with **force_reupload**
-to upload again even if this day was already uploaded.
+to re-send the day's calls even if the ledger holds them (recorded as forced; Metrika's
+deduplication of repeated calls is undocumented).
 """
 
 
@@ -94,6 +97,8 @@ def build_dag(pipeline: Pipeline) -> DAG:
             storage_root=pipeline.storage_root,
             hash_phone_numbers=pipeline.hash_phone_numbers,
             timezone=pipeline.timezone,
+            settle_days=pipeline.settle_days,
+            lookback_days=pipeline.lookback_days,
             **pool_kwargs(pipeline),
         )
         upload = MetrikaUploadCallsOperator(

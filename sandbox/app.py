@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox import calltouch, metrika
-from sandbox.errors import metrika_error
+from sandbox.errors import api_error_500, metrika_error
 from sandbox.middleware import SandboxMiddleware
 from sandbox.state import SandboxState
 
@@ -50,6 +50,15 @@ def build_fastapi(state: SandboxState) -> FastAPI:
             kind = "not_found" if exc.status_code == 404 else "invalid_parameter"
             return metrika_error(exc.status_code, kind, str(exc.detail))
         return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unhandled(request: Request, exc: Exception) -> Response:
+        """Any unhandled exception: 500 in the API's error shape, never Starlette's plain text.
+
+        Starlette re-raises the exception after sending this; :class:`SandboxMiddleware` logs it there.
+        """
+        ctype, body = api_error_500(request.url.path)
+        return Response(body, status_code=500, media_type=ctype.decode())
 
     @app.get("/_sandbox/health")
     async def health() -> dict[str, bool]:

@@ -16,25 +16,34 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sandbox.errors import (
     JSONUtf8Response,
     calltouch_message,
+    injected_error,
     plans_api_error,
     plans_missing_field,
     plans_violations,
 )
 from sandbox.generators import call_blocks, callback_info, generate_calls, generate_requests
+from sandbox.params import parse_id
 from sandbox.render import Projection
 from sandbox.state import PlansImport, SandboxState
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(injected_error)])
 
-_DDMMYYYY = re.compile(r"^(\d{2})/(\d{2})/(\d{4})$")
-_HHMMSS = re.compile(r"^(\d{2}):(\d{2}):(\d{2})$")
-_PLAN_DATE = re.compile(r"^(\d{2})-(\d{2})-(\d{4})$")
+# ASCII digits only: ``\d`` would also take Arabic-Indic and other Unicode digits (and ``str.isdigit`` takes "²",
+# which ``int`` refuses).
+_DDMMYYYY = re.compile(r"^([0-9]{2})/([0-9]{2})/([0-9]{4})$")
+_HHMMSS = re.compile(r"^([0-9]{2}):([0-9]{2}):([0-9]{2})$")
+_PLAN_DATE = re.compile(r"^([0-9]{2})-([0-9]{2})-([0-9]{4})$")
+#: The dates the calls diary and the requests journal accept (sandbox/README.md, "Dates"): from the unix epoch
+#: (calls carry unix ``timestamp``s) to the last date whose next days (the day after ``dateTo``, plus 4 for
+#: ``bindTo=session``) are still dates. Outside: 400, like any other bad date.
+DATE_MIN = date(1970, 1, 1)
+DATE_MAX = date(9998, 12, 31)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 _SESSION_LOOKAHEAD_DAYS = 4  # a session starts less than 3 days + 1 hour before its call or request
@@ -116,9 +125,15 @@ def _date(params: Any, name: str, order: str) -> date:
     a, b, y = (int(g) for g in m.groups())
     d, mo = (a, b) if order == "dmy" else (b, a)
     try:
-        return date(y, mo, d)
+        value = date(y, mo, d)
     except ValueError:
         raise ParamError(f"Параметр {name} должен быть датой в формате {fmt}") from None
+    if not DATE_MIN <= value <= DATE_MAX:
+        lo, hi = (f"{x.day:02}/{x.month:02}/{x.year}" for x in (DATE_MIN, DATE_MAX))
+        if order == "mdy":
+            lo, hi = (f"{x.month:02}/{x.day:02}/{x.year}" for x in (DATE_MIN, DATE_MAX))
+        raise ParamError(f"Параметр {name} вне допустимого диапазона дат: {lo} - {hi}")
+    return value
 
 
 def _sites(st: SandboxState, token: str | None) -> list[int] | None:
@@ -244,9 +259,9 @@ async def calls_diary(site_id: str, request: Request) -> Response:
     st = _state(request)
     params = request.query_params
     sites = _sites(st, params.get("clientApiId"))
-    if sites is None or not site_id.isdigit() or int(site_id) not in sites:
+    site = parse_id(site_id)
+    if sites is None or site is None or site not in sites:
         return _forbidden()
-    site = int(site_id)
     try:
         date_from = _date(params, "dateFrom", "dmy")
         date_to = _date(params, "dateTo", "dmy")
@@ -475,16 +490,17 @@ def _id_list(raw: str | None, name: str, numeric: bool) -> list[str] | None:
     if raw is None:
         return None
     items = [x.strip() for x in raw.split(",") if x.strip()]
-    if not items or (numeric and not all(x.isdigit() for x in items)):
+    if not items or (numeric and not all(parse_id(x) is not None for x in items)):
         raise ParamError(f"Параметр {name} должен быть списком {'чисел ' if numeric else ''}через запятую")
     return items
 
 
 def _request_days(ids: list[str]) -> set[date]:
+    """The days the generated ids/numbers in ``ids`` belong to (a generated id is ``day ordinal * 100000 + n``)."""
     days = set()
     for raw in ids:
-        digits = re.sub(r"\D", "", raw)
-        if digits and 100_000 < int(digits) // 100_000 < date.max.toordinal():
+        digits = re.sub(r"[^0-9]", "", raw)
+        if 0 < len(digits) <= 18 and DATE_MIN.toordinal() <= int(digits) // 100_000 <= DATE_MAX.toordinal():
             days.add(date.fromordinal(int(digits) // 100_000))
     return days
 
@@ -539,9 +555,10 @@ async def requests_journal(request: Request) -> Response:
         return _forbidden()
     raw_site = params.get("siteId")
     if raw_site is not None:
-        if not raw_site.isdigit() or int(raw_site) not in sites:
+        site = parse_id(raw_site)
+        if site is None or site not in sites:
             return _forbidden()
-        sites = [int(raw_site)]
+        sites = [site]
     cfg = st.config
     tz = ZoneInfo(cfg.site_timezone)
     try:
@@ -639,9 +656,10 @@ def _plans_auth(st: SandboxState, request: Request) -> tuple[int | None, Respons
     if sites is None:
         return None, JSONUtf8Response({"message": "Access token не найден"}, status_code=401)
     raw_site = (request.headers.get("SiteId") or "").strip()
-    if not raw_site.isdigit() or int(raw_site) not in sites:
+    site = parse_id(raw_site)
+    if site is None or site not in sites:
         return None, JSONUtf8Response({"message": "Access token не найден"}, status_code=403)
-    return int(raw_site), None
+    return site, None
 
 
 _REQUIRED_ITEM_FIELDS = ("dateFrom", "dateTo", "metric")
@@ -782,9 +800,7 @@ async def plans_status(import_id: str, request: Request) -> Response:
     site, error = _plans_auth(st, request)
     if error is not None:
         return error
-    found = next(
-        (p for p in st.plans if import_id.isdigit() and p.id == int(import_id) and p.site_id == site), None
-    )
+    found = next((p for p in st.plans if p.id == parse_id(import_id) and p.site_id == site), None)
     if found is None:
         return plans_api_error(404, 2, f"Импорт с идентификатором {import_id} не найден")
     status = found.status(st.config.plans_in_progress_seconds, time.monotonic())

@@ -141,6 +141,7 @@ class Faults(BaseModel):
     lose_upload_response: int = Field(0, ge=0)
     garbled_body: int = Field(0, ge=0)
     garbled_endpoint: str | None = None
+    internal_error: int = Field(0, ge=0)
     plans_status_error: bool = False
     retry_after: int = Field(1, ge=0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 CALLTOUCH_429_TEXT = "Too Many Requests"
@@ -119,3 +120,35 @@ def plans_missing_field(name: str) -> Response:
     return JSONUtf8Response(
         {"meta": [], "data": {"message": f'В запросе не указано обязательное поле "{name}"'}}, status_code=400
     )
+
+
+#: Request-scope key the ``internal_error`` fault sets: the route then raises (see :func:`injected_error`).
+INJECTED_ERROR = "sandbox.internal_error"
+INTERNAL_ERROR_MESSAGE = "Internal server error"
+
+
+def api_error_500(path: str) -> tuple[bytes, bytes]:
+    """``(content_type, body)`` of an unhandled error's 500 in the shape of the API ``path`` belongs to.
+
+    Metrika: its error document with ``backend_error`` (the reference's server-error type); calls-service:
+    ``{"message": …}``; report-service (plans): an ``apiError`` body; ``/_sandbox/``: ``{"ok": false, …}``.
+    Never a plain-text body: clients parse every answer of an API path as that API's JSON.
+    """
+    body: dict[str, Any]
+    if path.startswith("/management/"):
+        body = metrika_body(500, "backend_error", INTERNAL_ERROR_MESSAGE)
+    elif path.startswith("/report-service/"):
+        body = json.loads(plans_api_error(500, 500, "Внутренняя ошибка сервера").body)
+    elif path.startswith("/_sandbox/"):
+        body = {"ok": False, "error": INTERNAL_ERROR_MESSAGE}
+    else:
+        body = {"message": "Внутренняя ошибка сервера"}
+    return JSONUtf8Response.media_type.encode(), json.dumps(
+        body, ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
+
+
+def injected_error(request: Request) -> None:
+    """Router dependency: raise when the ``internal_error`` fault picked this request (tests of the guard)."""
+    if request.scope.get(INJECTED_ERROR):
+        raise RuntimeError("sandbox fault internal_error: an unhandled exception inside the route")

@@ -1,6 +1,6 @@
 """Yandex Metrika management API: offline calls upload, upload status and list (api-notes §3).
 
-Auth is ``Authorization: OAuth <token>`` (``Bearer`` is accepted too): no token -> 401 ``unauthorized``;
+Auth is ``Authorization: OAuth <token>`` (the scheme in any case; ``Bearer`` is accepted too): no token -> 401 ``unauthorized``;
 an unknown token -> 403 ``invalid_token`` (Metrika's error reference, api-notes §3.5); a counter the token
 may not access -> 403 ``access_denied``.
 """
@@ -10,16 +10,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
-from sandbox.errors import JSONUtf8Response, metrika_error
+from sandbox.errors import JSONUtf8Response, injected_error, metrika_error
 from sandbox.generators import is_known_identifier
 from sandbox.metrika_csv import MAX_BYTES, CsvError, parse_calls_csv
+from sandbox.params import metrika_token, parse_id
 from sandbox.state import SandboxState, Upload, iso_utc
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(injected_error)])
 PREFIX = "/management/v1/counter/{counter_id}"
 CLIENT_ID_TYPES = ("CLIENT_ID", "USER_ID", "YCLID")
 
@@ -30,9 +31,7 @@ def _state(request: Request) -> SandboxState:
 
 def _token_counters(st: SandboxState, request: Request) -> tuple[list[int] | None, Response | None]:
     """The counters of the request's token, or the auth error: 401 without a token, 403 for an unknown one."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip() if scheme in ("OAuth", "Bearer") else ""
+    token = metrika_token(request.headers.get("Authorization"))
     if not token:
         return None, metrika_error(401, "unauthorized", "Unauthorized: an OAuth token is required")
     counters = st.config.metrika_tokens.get(token)
@@ -45,11 +44,14 @@ def _auth(st: SandboxState, request: Request, counter_id: str) -> tuple[int, Res
     counters, error = _token_counters(st, request)
     if counters is None:
         return 0, error
-    if not counter_id.isdigit():
-        return 0, metrika_error(400, "invalid_parameter", f"Invalid counter id {counter_id!r}", "counterId")
-    if int(counter_id) not in counters:
-        return 0, metrika_error(403, "access_denied", f"Access to counter {counter_id} is denied")
-    return int(counter_id), None
+    counter = parse_id(counter_id)
+    if counter is None:
+        return 0, metrika_error(
+            400, "invalid_parameter", f"Invalid counter id {counter_id[:40]!r}", "counterId"
+        )
+    if counter not in counters:
+        return 0, metrika_error(403, "access_denied", f"Access to counter {counter} is denied")
+    return counter, None
 
 
 @router.post(PREFIX + "/offline_conversions/upload_calls")
@@ -179,15 +181,11 @@ async def calls_uploading(counter_id: str, uploading_id: str, request: Request) 
     if error is not None:
         return error
     found = next(
-        (
-            u
-            for u in st.uploads
-            if uploading_id.isdigit() and u.id == int(uploading_id) and u.counter_id == counter
-        ),
+        (u for u in st.uploads if u.id == parse_id(uploading_id) and u.counter_id == counter),
         None,
     )
     if found is None:
-        return metrika_error(404, "not_found", f"Calls uploading {uploading_id} not found")
+        return metrika_error(404, "not_found", f"Calls uploading {uploading_id[:40]} not found")
     return JSONUtf8Response({"uploading": found.api_view(st.config.status_step_seconds, time.monotonic())})
 
 

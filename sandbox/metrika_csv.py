@@ -65,7 +65,7 @@ class CsvError(ValueError):
 
     def __init__(self, message: str, line: int | None = None, column: str | None = None) -> None:
         where = ", ".join(
-            p for p in (f"line {line}" if line else "", f"column {column}" if column else "") if p
+            p for p in (f"line {line}" if line else "", f"column {_clean(column)}" if column else "") if p
         )
         self.location = where or "file"
         super().__init__(f"{message} ({where})" if where else message)
@@ -84,9 +84,38 @@ class ParsedCsv:
     dynamic_calls: int = 0
 
 
+#: Byte-order marks of the encodings a spreadsheet may save a "Unicode" CSV in (longest first).
+_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\xfe\xff", "UTF-16"),
+    (b"\xff\xfe", "UTF-16"),
+)
+_NOT_UTF8 = "File is not valid UTF-8"
+
+
+def _clean(text: str, limit: int = 60) -> str:
+    """``text`` fit for an error's message or location: control characters escaped, at most ``limit`` chars."""
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
 def _decode(data: bytes) -> str:
+    """The file as text; :class:`CsvError` when it is not UTF-8 (a UTF-8 BOM is fine).
+
+    A UTF-16/32 file (Excel's "Unicode text", PowerShell's default) is named as such, location ``file``:
+    its bytes are full of NULs, which must not reach the error's message or location. UTF-16 without a BOM
+    even decodes as "valid" UTF-8 (an ASCII character then a NUL), so any NUL byte counts as not UTF-8.
+    """
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            raise CsvError(f"{_NOT_UTF8}: it is {name} (byte-order mark); save it as UTF-8")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise CsvError(f"{_NOT_UTF8}: it holds NUL bytes (UTF-16 without a byte-order mark?)", line)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -95,7 +124,9 @@ def _decode(data: bytes) -> str:
         header = data.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
         index = data.count(b",", line_start, exc.start)
         column = header[index].strip() if index < len(header) else None
-        raise CsvError("File is not valid UTF-8", line, column) from None
+        if column not in KNOWN_COLUMNS:  # a header that is itself not UTF-8: name no column
+            column = None
+        raise CsvError(_NOT_UTF8, line, column) from None
 
 
 def _check_value(column: str, value: str, line: int, now_ts: int) -> None:
@@ -138,7 +169,7 @@ def _row_ok(kind: str, value: str) -> bool:
     if value == "":
         return False
     if kind in ("ClientId", "Yclid"):
-        return value.isdigit() and len(value) <= 20
+        return value.isascii() and value.isdigit() and len(value) <= 20
     return True
 
 
@@ -160,7 +191,7 @@ def parse_calls_csv(data: bytes, now_ts: int, client_id_type: str | None = None)
     header = [header[i] for i in keep]
     for name in header:
         if name not in KNOWN_COLUMNS:
-            raise CsvError(f"Unknown column {name!r}", 1, name)
+            raise CsvError(f"Unknown column '{_clean(name)}'", 1, name)
         if name in seen:
             raise CsvError(f"Duplicate column {name!r}", 1, name)
         seen.add(name)

@@ -11,7 +11,9 @@ aiohttp ``ServerDisconnectedError`` / ``ClientPayloadError``.
 Order per API request: count it -> rate limit / quota (429, not counted in the window; Metrika:
 ``quota_requests_by_ip``, ``quota_parallel_requests``, then the daily ``quota_requests_by_uid``) ->
 Calltouch points (429 ``pointsLimitExceeded``) -> latency -> drop / 429 burst / 5xx faults ->
-the app -> lost, truncated or garbled response faults. A trailing slash is served as the path
+the app -> lost, truncated or garbled response faults. Any unhandled exception (in the app or here) is
+logged with its traceback and answered 500 in the API's error shape (sandbox.errors.api_error_500), never
+with a server's plain-text 500; a response already under way is cut off instead. A trailing slash is served as the path
 without it. ``/_sandbox/*`` is never limited nor faulted.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -26,11 +29,14 @@ from typing import Any
 from sandbox.errors import (
     CALLTOUCH_429_TEXT,
     GARBLED_BODY,
+    INJECTED_ERROR,
     NGINX_503,
     POINTS_EXHAUSTED,
+    api_error_500,
     metrika_body,
     metrika_quota_body,
 )
+from sandbox.params import metrika_token
 from sandbox.state import SandboxState
 
 Scope = MutableMapping[str, Any]
@@ -38,6 +44,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: uvicorn's error logger (its handler and level: ``--log-level``), where uvicorn logs its own ASGI errors.
+logger = logging.getLogger("uvicorn.error")
 
 
 def classify(path: str) -> tuple[str | None, str]:
@@ -64,8 +72,26 @@ def classify(path: str) -> tuple[str | None, str]:
     return None, ""
 
 
+class _Tracked:
+    """The server's ``send``, noting whether the response has started and ended (for the guard)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+        self.done = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.done = True
+        await self.send(message)
+
+
 def _abort(send: Send) -> None:
     """Close the client's TCP connection now, without (the rest of) a response."""
+    if isinstance(send, _Tracked):
+        send = send.send
     cycle = getattr(send, "__self__", None)
     transport = getattr(cycle, "transport", None)
     if transport is None:  # not uvicorn's h11/httptools cycle: let the server close it
@@ -94,6 +120,29 @@ class SandboxMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        tracked = _Tracked(send)
+        try:
+            await self._limited(scope, receive, tracked)
+        except ConnectionAbortedError:
+            raise
+        except Exception as exc:  # the guard: no request ever gets the server's plain-text 500
+            self._unhandled(scope, exc)
+            if not tracked.started:
+                ctype, body = api_error_500(scope["path"])
+                by_status = self.state.counters.by_status
+                by_status["500"] = by_status.get("500", 0) + 1
+                await _respond(send, 500, body, ctype.decode())
+            elif not tracked.done:
+                _abort(send)
+
+    def _unhandled(self, scope: Scope, exc: Exception) -> None:
+        """Log an unhandled exception with its traceback and keep it for ``GET /_sandbox/state``."""
+        logger.error("unhandled exception in %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+        errors = self.state.internal_errors
+        errors.append({"method": scope.get("method", ""), "path": scope.get("path", ""), "error": repr(exc)})
+        del errors[:-20]
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         api, endpoint = classify(scope["path"])
         if api is None:
             await self.app(scope, receive, send)
@@ -195,6 +244,9 @@ class SandboxMiddleware:
                 faults.burst_429 -= 1
                 await reply_429()
                 return
+            if faults.internal_error > 0:
+                faults.internal_error -= 1
+                scope = dict(scope, **{INJECTED_ERROR: True})
             fail = False
             if faults.fail_5xx > 0:
                 faults.fail_5xx -= 1
@@ -264,11 +316,10 @@ class SandboxMiddleware:
 
 
 def _metrika_token(scope: Scope) -> str:
-    """The token of ``Authorization: OAuth <token>`` (or ``Bearer``); "" when there is none."""
+    """The token of ``Authorization: OAuth <token>`` (any case, or ``Bearer``); "" when there is none."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").strip().partition(" ")
-            return token.strip() if scheme in ("OAuth", "Bearer") else ""
+            return metrika_token(value.decode("latin-1"))
     return ""
 
 

@@ -158,6 +158,8 @@ class SandboxState:
         self.metrika_in_flight: dict[str, int] = {}
         self.metrika_daily_day: str | None = None
         self.metrika_daily_used: dict[str, int] = {}
+        #: the latest (at most 20) unhandled exceptions: ``{"method", "path", "error"}`` (sandbox.middleware)
+        self.internal_errors: list[dict[str, str]] = []
 
     def configure(self, overrides: dict[str, Any]) -> None:
         """Update the config in place, keeping everything received."""
@@ -288,6 +290,7 @@ class SandboxState:
                 "days_rendered": self.rendered_calls.built,
             },
             "metrika_quota": {"daily": cfg.metrika_daily_quota, "used": dict(self.metrika_daily_used)},
+            "internal_errors": list(self.internal_errors),
             "config": cfg.model_dump(mode="json"),
             "faults": self.faults.model_dump(),
         }

@@ -118,6 +118,7 @@ def write_config(
         "timezone": TZ,
         "filters": {"with_call_tags": True},
         "storage_root": str(tmp_path / "data"),
+        "lookback_days": 0,  # one day per run, as these tests count uploads (lookback: tests/dags/test_never_twice.py)
         "retries": 0,
         "status_poll_seconds": 0.5,
         "status_timeout_hours": 0.05,

@@ -31,7 +31,9 @@ ALLOWED: dict[str, set[str]] = {
     # configuration and wiring (read while DAG files are parsed: never a hook or a transform)
     "config": _BASE | {"catalog"},
     "storage": _BASE,
-    "dag_factory": _BASE | {"config", "storage", "operators", "sensors", "timetables"},
+    "dag_factory": _BASE | {"config", "storage", "operators", "sensors", "timetables", "notifications"},
+    # failure notifications (an SMTP notifier; imported lazily, only for pipelines with ``notify``)
+    "notifications": _BASE,
     # HTTP: each API's hook on the shared private modules hooks/_*.py
     "hooks": _BASE | {"hooks"},
     # pure transforms: no I/O, no HTTP, no Airflow task code

@@ -431,6 +431,11 @@ class Pipeline(_Strict):
     #: Calltouch's 5 requests/s (each task's hook already uses the whole limit: give the pool 1 slot).
     #: The pool must exist (`make up` and docker compose create it); set null to run without one.
     pool: str | None = Field(default=CALLTOUCH_POOL, pattern=_AIRFLOW_ID)
+    #: Each run also re-reads this many local days before the day it sends, and uploads calls that
+    #: arrived late (not yet in the counter's ledger); each extra day costs ceil(calls/1000) requests.
+    lookback_days: int = Field(default=2, ge=0, le=20)
+    #: The run of local day D sends day D - settle_days (manager tags and deals settle); 0 = at once.
+    settle_days: int = Field(default=0, ge=0, le=20)
     status_poll_seconds: float = Field(default=5.0, ge=0.1, le=3600)
     status_timeout_hours: float = Field(default=24.0, gt=0, le=168)
     plans_file: str | None = None
@@ -515,6 +520,15 @@ class Pipeline(_Strict):
     def _filters(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _check_hook_params(v, "CALLS_PARAMS")
 
+    @model_validator(mode="after")
+    def _within_linkage_window(self) -> Pipeline:
+        if self.settle_days + self.lookback_days > 20:
+            raise ValueError(
+                f"settle_days ({self.settle_days}) + lookback_days ({self.lookback_days}) must be at most 20: "
+                "Metrika links calls at most 21 days back"
+            )
+        return self
+
     @field_validator("plans_file")
     @classmethod
     def _plans_file(cls, v: str | None) -> str | None:
@@ -570,6 +584,40 @@ class PipelinesConfig(_Strict):
             if p.name == name:
                 return p
         raise ConfigError(f"no pipeline named {name!r}; configured: {[p.name for p in self.pipelines]}")
+
+
+def counter_overlaps(pipelines: list[Pipeline]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Pipelines sharing a Metrika counter: ``([(error, later pipeline's name)], [warning])``, each
+    message naming both pipelines.
+
+    Two pipelines on one counter and one site must send different calls: identical filters are an
+    error (they would send the very same calls); different filters may still select a call twice, a
+    warning: the counter's call ledger sends each call once, and the pipeline that runs first sends
+    it (with its own price and identifier settings). Different sites never overlap (a callId is
+    per site).
+    """
+    errors: list[tuple[str, str]] = []
+    warns: list[str] = []
+    for i, a in enumerate(pipelines):
+        for b in pipelines[i + 1 :]:
+            if a.counter_id != b.counter_id or a.site_id != b.site_id:
+                continue
+            where = f"pipelines {a.name!r} and {b.name!r} (site {a.site_id} -> counter {a.counter_id})"
+            if a.filters == b.filters:
+                errors.append(
+                    (
+                        f"{where}: key 'filters': identical filters send the same calls twice; two pipelines "
+                        f"on one counter must send different calls (remove one, or give them different "
+                        f"filters); {b.name!r} is not loaded",
+                        b.name,
+                    )
+                )
+            else:
+                warns.append(
+                    f"{where}: key 'filters': the filters may select the same calls; the counter's call "
+                    "ledger sends each call once, by whichever pipeline runs first"
+                )
+    return errors, warns
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -700,6 +748,12 @@ def read_config(path: str | os.PathLike[str] | None = None, *, today: date | Non
         warning = pipeline.start_date_warning(today)
         if warning:
             report.warnings.append(f"{fname}: pipeline {pipeline.name!r}: key 'start_date': {warning}")
+    errors, warns = counter_overlaps(report.pipelines)
+    report.warnings.extend(f"{fname}: {w}" for w in warns)
+    for message, later in errors:  # the later pipeline of an identical pair is not loaded
+        report.errors.append(f"{fname}: {message}")
+        report.broken.append(later)
+        report.pipelines = [p for p in report.pipelines if p.name != later]
     return report
 
 

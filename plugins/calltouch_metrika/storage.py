@@ -8,6 +8,10 @@ must agree on the paths. The layout (docs/design.md "Datasets on storage")::
     {root}/metrika/calls_csv/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.csv
     {root}/metrika/rejects/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.parquet
     {root}/calltouch/plans_ledger/site={site_id}/{sha256}.json
+    {root}/metrika/ledger/counter={counter_id}/{day}.{pipeline}.part{NNNN}.{state}.parquet
+    {root}/metrika/locks/counter={counter_id}/lease-{generation}.json
+    {root}/metrika/uploads/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.part{NNNN}.csv
+    {root}/metrika/dry_runs/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.{run}.csv
 
 ``root`` is a plain local path (``/data``, ``~/data``, ``data`` relative to the working directory)
 or a URL (``file:///data``, ``s3://bucket/prefix``, ``s3://conn_id@bucket/prefix``).
@@ -99,6 +103,33 @@ def rejects_path(
 def plans_ledger_path(root: str | ObjectStoragePath, site_id: int, sha256: str) -> ObjectStoragePath:
     """The plans ledger entry of one batch (keyed by the batch's hash); see :func:`read_plans_ledger_entry`."""
     return root_path(root) / "calltouch" / "plans_ledger" / f"site={int(site_id)}" / f"{sha256}.json"
+
+
+def ledger_dir(root: str | ObjectStoragePath, counter_id: int) -> ObjectStoragePath:
+    """The call ledger of one Metrika counter: a folder of immutable Parquet parts (``ledger.py``)."""
+    return root_path(root) / "metrika" / "ledger" / f"counter={int(counter_id)}"
+
+
+def lease_dir(root: str | ObjectStoragePath, counter_id: int) -> ObjectStoragePath:
+    """The lease files of one Metrika counter (``lease.py``): one writer per counter at a time."""
+    return root_path(root) / "metrika" / "locks" / f"counter={int(counter_id)}"
+
+
+def upload_csv_path(
+    root: str | ObjectStoragePath, counter_id: int, day: date | str, pipeline: str, part: int
+) -> ObjectStoragePath:
+    """The CSV exactly as sent in one upload (pipeline, day, part): written once, never rewritten."""
+    return _day_file(
+        root, "metrika", "uploads", f"counter={int(counter_id)}", day, f"{pipeline}.part{int(part):04d}.csv"
+    )
+
+
+def dry_run_csv_path(
+    root: str | ObjectStoragePath, counter_id: int, day: date | str, pipeline: str, run: str
+) -> ObjectStoragePath:
+    """The CSV a dry run would have uploaded (kept apart from what was really sent)."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in run)
+    return _day_file(root, "metrika", "dry_runs", f"counter={int(counter_id)}", day, f"{pipeline}.{safe}.csv")
 
 
 @contextmanager

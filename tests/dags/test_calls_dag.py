@@ -54,7 +54,7 @@ def test_daily_run_uploads_every_call_once_row_by_row(
     assert counts.extracted == 150 and counts.uploaded > 0
     (upload,) = sandbox.state()["uploads"]
     assert upload["counter_id"] == COUNTER_ID
-    assert upload["comment"] == f"calltouch-metrika e2e site {SITE_ID} {day.isoformat()}"
+    assert upload["comment"] == f"calltouch-metrika e2e site {SITE_ID} {day.isoformat()} part 1"
     assert upload["client_id_type"] == "CLIENT_ID"
     assert upload["columns"][:2] == ["ClientId", "DateTime"]
     assert clean_rows(upload["rows"]) == expected_rows
@@ -77,7 +77,7 @@ def test_daily_run_uploads_every_call_once_row_by_row(
     assert uploaded["extracted"] == uploaded["uploaded"] + uploaded["rejected"]
     csv_file = Path(uploaded["csv_path"].removeprefix("file://"))
     assert csv_file == (
-        Path(pipeline["storage_root"]) / f"metrika/calls_csv/counter={COUNTER_ID}/date={day}/e2e.csv"
+        Path(pipeline["storage_root"]) / f"metrika/uploads/counter={COUNTER_ID}/date={day}/e2e.part0001.csv"
     )
     assert csv_rows(csv_file.read_bytes()) == expected_rows
     assert Path(uploaded["rejects_path"].removeprefix("file://")).is_file()
@@ -125,6 +125,8 @@ def test_dry_run_builds_the_csv_and_uploads_nothing(pipeline: dict, sandbox) -> 
     assert sandbox.state()["uploads"] == []
     out = xcom(dr, "upload")
     assert out["dry_run"] is True and out["upload_id"] is None
+    assert out["uploaded"] == 0 and out["would_upload"] == len(expected_upload(pipeline, day)[0])
+    assert f"/metrika/dry_runs/counter={COUNTER_ID}/date={day}/e2e." in out["csv_path"]
     expected_rows, _ = expected_upload(pipeline, day)
     assert csv_rows(Path(out["csv_path"].removeprefix("file://")).read_bytes()) == expected_rows
 
@@ -137,7 +139,10 @@ def test_force_reupload_uploads_again(pipeline: dict, sandbox) -> None:
     second = run_dag(DAG_ID, day, conf={"force_reupload": True})
     assert first.state == second.state == DagRunState.SUCCESS
     uploads = sandbox.state()["uploads"]
-    assert len(uploads) == 2 and uploads[0]["comment"] == uploads[1]["comment"]
+    assert len(uploads) == 2 and uploads[1]["comment"] == uploads[0]["comment"].replace("part 1", "part 2")
+    assert uploads[0]["rows"] == uploads[1]["rows"]
+    out = xcom(second, "upload")
+    assert out["forced"] is True and out["already_sent"] == 0 and out["uploaded"] == len(uploads[1]["rows"])
 
 
 def test_empty_day_uploads_nothing_and_skips_the_sensor(pipeline: dict, sandbox) -> None:
@@ -169,4 +174,4 @@ def test_manual_run_without_logical_date_processes_yesterday(pipeline: dict, san
     yesterday = datetime.now(ZoneInfo(pipeline["timezone"])).date() - timedelta(days=1)
     assert xcom(dr, "extract")["date_from"] == yesterday.isoformat()
     (upload,) = sandbox.state()["uploads"]
-    assert upload["comment"].endswith(yesterday.isoformat())
+    assert upload["comment"].endswith(f"{yesterday.isoformat()} part 1")

@@ -40,7 +40,7 @@ def plans_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             pipelines:
               - {{name: site_a, site_id: 10001, counter_id: 20001, start_date: 2026-11-01, plans_file: a.csv}}
               - {{name: site_b, site_id: 10002, counter_id: 20002, start_date: 2026-11-01, plans_file: b.csv}}
-              - {{name: no_plans, site_id: 10001, counter_id: 20001, start_date: 2026-11-01}}
+              - {{name: no_plans, site_id: 10001, counter_id: 20001, start_date: 2026-11-01, filters: {{target_only: true}}}}
             """
         ),
         encoding="utf-8",

@@ -84,6 +84,8 @@ def write_config(path: Path, storage_root: Path, leads_params: dict[str, Any]) -
                 "site_id": 10002,
                 "counter_id": 20002,
                 "start_date": "2026-11-01",
+                # not calls_only's filters: identical ones on one counter are a config error (issue 12)
+                "filters": {"target_only": True},
                 "requests_export": {"enabled": False, "params": {"with_dcm": True}},
             },
         ],

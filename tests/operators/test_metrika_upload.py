@@ -65,30 +65,24 @@ def _upload_op(root: Path, extract: dict, **kw: Any) -> MetrikaUploadCallsOperat
 
 
 @pytest.mark.integration
-def test_lost_answer_of_an_unstored_upload_fails_clearly_and_the_retry_uploads_once(
+def test_lost_answer_is_resolved_by_the_part_comment_and_retries_upload_nothing(
     sandbox, tmp_path: Path
 ) -> None:
+    # (An upload that got no answer and was NOT stored: tests/test_exactly_once.py, at the sender.)
     day = recent_day()
     extract = CalltouchExtractOperator(
         task_id="extract", site_id=SITE_ID, storage_root=str(tmp_path), date_from=day.isoformat()
     ).execute({})
-    # force_reupload skips the lookup, so the first request is the upload; its connection is dropped
-    # before Metrika stores anything: the outcome is unknown and no upload with the comment exists.
-    sandbox.faults(drop_connection=1, scope="metrika")
-    op = _upload_op(tmp_path, extract, force_reupload=True, lookup_delay=0.01)
-    with pytest.raises(
-        Exception, match=r"no upload with the comment .* exists .* Retrying this task is safe"
-    ):
-        op.execute({})
-    assert sandbox.state()["uploads"] == []
-    # the retry: looks the comment up (nothing), uploads once; a further retry reuses it
-    first = _upload_op(tmp_path, extract).execute({})
+    sandbox.faults(lose_upload_response=1, scope="metrika")
+    first = _upload_op(tmp_path, extract, lookup_delay=0.01).execute({})
     second = _upload_op(tmp_path, extract).execute({})
     uploads = sandbox.state()["uploads"]
     assert len(uploads) == 1
     assert first["upload_id"] == second["upload_id"] == uploads[0]["id"]
     assert (first["reused"], second["reused"]) == (False, True)
-    assert uploads[0]["comment"] == f"calltouch-metrika direct site {SITE_ID} {day}"
+    assert (first["uploaded"], second["uploaded"]) == (uploads[0]["source_quantity"], 0)
+    assert second["already_sent"] == first["uploaded"]
+    assert uploads[0]["comment"] == f"calltouch-metrika direct site {SITE_ID} {day} part 1"
 
 
 @pytest.mark.integration

@@ -44,6 +44,7 @@ PREFIX = "/management/v1/counter/{counter_id}/offline_conversions"
 UPLOAD_PATH = PREFIX + "/upload_calls"
 UPLOADING_PATH = PREFIX + "/calls_uploading/{uploading_id}"
 UPLOADINGS_PATH = PREFIX + "/calls_uploadings"
+JOIN_THRESHOLD_PATH = PREFIX + "/calls_visit_join_threshold"
 #: The token's counters (the Test button's check).
 COUNTERS_PATH = "/management/v1/counters"
 
@@ -340,8 +341,28 @@ class MetrikaHook(TransportHookMixin, HttpHook):
             return None
         return max(matches, key=lambda u: (str(u.get("create_time") or ""), int(u.get("id") or 0)))
 
+    def get_calls_visit_join_threshold(self, counter_id: int) -> dict:
+        """``{"date": "…"}``: the earliest call time Metrika can link to a visit on this counter.
+
+        The current calls guide's readiness check (api-notes §3.3): after calls accounting is switched
+        on, the linkable period grows gradually up to 21 days. The response shape is [I] (rym); what it
+        answers when accounting is off is [?] (the sandbox answers 400 ``invalid_parameter``).
+        """
+        counter = _counter(counter_id)
+        answer = self._request(
+            Request(
+                "GET",
+                JOIN_THRESHOLD_PATH.format(counter_id=counter),
+                what=f"Metrika counter {counter}, calls linkage threshold",
+            )
+        )
+        if not isinstance(answer, dict):
+            raise MalformedResponseError(f"Metrika counter {counter}: the linkage threshold is not an object")
+        return answer
+
     def test_connection(self) -> tuple[bool, str]:
-        """The Test button: names the token's counters (up to 20) and reads extra ``counter_id``'s uploads, if set."""
+        """The Test button: names the token's counters (up to 20); with extra ``counter_id``, reads its
+        uploads and reports its calls linkage threshold."""
         try:
             self._setup()
             answer = self._request(Request("GET", COUNTERS_PATH, params={"per_page": "20"}, what="Metrika"))
@@ -361,7 +382,15 @@ class MetrikaHook(TransportHookMixin, HttpHook):
                         what=f"Metrika counter {counter}",
                     )
                 )
-                return True, f"Metrika: token accepted, counter {counter} readable (counters: {listed})"
+                try:
+                    threshold = self.get_calls_visit_join_threshold(counter).get("date")
+                    linkage = f"calls link from {threshold}"
+                except (CalltouchMetrikaError, ValueError) as exc:
+                    linkage = f"linkage threshold not available ({exc}); the 21-day rule applies"
+                return (
+                    True,
+                    f"Metrika: token accepted, counter {counter} readable; {linkage} (counters: {listed})",
+                )
             return True, f"Metrika: token accepted; counters: {listed}"
         except (CalltouchMetrikaError, ValueError) as exc:
             return False, str(exc)

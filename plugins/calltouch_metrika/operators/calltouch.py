@@ -117,6 +117,12 @@ class CalltouchExtractOperator(BaseOperator):
     :param hash_phone_numbers: store phone numbers as salted SHA-256 (salt: Airflow Variable
         ``calltouch_metrika_phone_salt``).
     :param timezone: the site's time zone, which defines the local day.
+    :param settle_days: the run of local day D extracts D - ``settle_days`` (calls only: manager tags
+        and deals settle first); ignored when ``date_from`` is given.
+    :param lookback_days: also re-read this many local days before the first one (calls only: late
+        calls the counter's ledger does not hold yet), never more than Metrika's 21-day linkage window
+        back; ignored when ``date_from`` is given. Each extra day costs ceil(calls / 1000) requests
+        (at least 1); the summary says how many the lookback cost.
     """
 
     template_fields: Sequence[str] = (
@@ -143,9 +149,13 @@ class CalltouchExtractOperator(BaseOperator):
         storage_root: str,
         hash_phone_numbers: bool = False,
         timezone: str = "Europe/Moscow",
+        settle_days: int = 0,
+        lookback_days: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(params=params, **kwargs)
+        if settle_days < 0 or lookback_days < 0:
+            raise ValueError("settle_days and lookback_days must be >= 0")
         if kind not in ("calls", "requests"):
             raise ValueError(f"kind must be 'calls' or 'requests', got {kind!r}")
         self.kind = kind
@@ -157,9 +167,36 @@ class CalltouchExtractOperator(BaseOperator):
         self.storage_root = storage_root
         self.hash_phone_numbers = hash_phone_numbers
         self.timezone = timezone
+        self.settle_days = int(settle_days)
+        self.lookback_days = int(lookback_days)
+
+    def _lookback(self, first: date) -> list[date]:
+        """The lookback days before ``first`` that still lie in Metrika's 21-day linkage window."""
+        import pendulum
+
+        if self.kind != "calls" or self.date_from not in (None, ""):
+            return []
+        tz = pendulum.timezone(self.timezone)
+        today = pendulum.now(tz).date()
+        oldest = today - timedelta(days=21)
+        start = getattr(self, "start_date", None)  # the DAG's start: no lookback before the pipeline began
+        if start is not None:
+            oldest = max(oldest, pendulum.instance(start).in_timezone(tz).date())
+        days = [first - timedelta(days=k) for k in range(self.lookback_days, 0, -1)]
+        skipped = [d for d in days if d < oldest]
+        if skipped:
+            self.log.info(
+                "Lookback: %d day(s) before %s skipped (Metrika's 21-day linkage window, the DAG's start)",
+                len(skipped),
+                oldest,
+            )
+        return [d for d in days if d >= oldest]
 
     def _days(self, context: Context) -> list[date]:
         d_from, d_to = local_interval(context, self.timezone)
+        if self.kind == "calls" and self.settle_days:
+            d_from -= timedelta(days=self.settle_days)
+            d_to -= timedelta(days=self.settle_days)
         if self.date_from not in (None, ""):
             d_from = as_date(self.date_from, "date_from")
             d_to = d_from + timedelta(days=1)
@@ -209,7 +246,9 @@ class CalltouchExtractOperator(BaseOperator):
         from calltouch_metrika.hooks.calltouch import CalltouchHook
 
         site_id = int(self.site_id)
-        days = self._days(context)
+        main_days = self._days(context)
+        lookback = self._lookback(main_days[0])
+        days = lookback + main_days
         hook = CalltouchHook(self.calltouch_conn_id, site_id=site_id)
         salt = self._phone_salt() if self.hash_phone_numbers and self.kind == "calls" else ""
         # One pass over the whole interval: the hook fetches days concurrently (pages and days in flight
@@ -229,6 +268,17 @@ class CalltouchExtractOperator(BaseOperator):
             rows_by_day[day.isoformat()] = table.num_rows
             self.log.info("Site %s, %s: %d %s -> %s", site_id, day, table.num_rows, self.kind, path)
         total = sum(rows_by_day.values())
+        lookback_requests = sum(max(1, -(-rows_by_day.get(d.isoformat(), 0) // 1000)) for d in lookback)
+        if lookback:
+            self.log.info(
+                "Lookback: %d earlier day(s) %s..%s re-read (%d %s) at a cost of %d request(s)",
+                len(lookback),
+                lookback[0],
+                lookback[-1],
+                sum(rows_by_day.get(d.isoformat(), 0) for d in lookback),
+                self.kind,
+                lookback_requests,
+            )
         self.log.info(
             "Extract summary: site %s, %s %s..%s: %d %s in %d file(s)%s",
             site_id,
@@ -250,4 +300,7 @@ class CalltouchExtractOperator(BaseOperator):
             "kind": self.kind,
             "date_from": days[0].isoformat(),
             "date_to": (days[-1] + timedelta(days=1)).isoformat(),
+            "main_days": [d.isoformat() for d in main_days],
+            "lookback_days": [d.isoformat() for d in lookback],
+            "lookback_requests": lookback_requests,
         }

@@ -68,6 +68,9 @@ Reason codes (each rejected call gets the FIRST that applies, in this order):
 * ``outside_linkage_window``: DateTime is more than ``linkage_window_days`` (21) days before ``now``:
   seed 000 says Metrika does not link a call whose visit is older than 21 days at upload time, and
   the visit precedes the call;
+* ``before_join_threshold``: DateTime is before ``join_threshold``, the counter's linkage threshold
+  (``GET …/calls_visit_join_threshold``, api-notes §3.3): while calls accounting grows after being
+  switched on, Metrika links no call from before it;
 * ``negative_duration``: ``duration`` or ``waitingConnect`` is negative;
 * ``invalid_price``: (``orders`` mode) an order amount that is not a finite, non-negative number, or a
   total of 10^15 or more.
@@ -333,6 +336,17 @@ def calls_to_metrika(
             for i in idx
         ],
     )
+    if options.join_threshold is not None:
+        threshold_ts = int(options.join_threshold.timestamp())
+        rej.reject(
+            date_time < threshold_ts,
+            "before_join_threshold",
+            lambda idx: [
+                f"DateTime {date_time[i]} is before the counter's linkage threshold {threshold_ts} "
+                f"({options.join_threshold:%Y-%m-%d %H:%M %Z})"
+                for i in idx
+            ],
+        )
 
     # durations
     duration, duration_valid = ints(calls, "duration")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -51,6 +52,7 @@ REASONS: dict[str, str] = {
     "datetime_mismatch": "timestamp and date (in the site's time zone) disagree",
     "future_datetime": "the call's DateTime is after the upload time",
     "outside_linkage_window": "the call is older than Metrika's linkage window",
+    "before_join_threshold": "the call is before the counter's linkage threshold (calls_visit_join_threshold)",
     "negative_duration": "duration or waitingConnect is negative",
     "invalid_price": "an order amount is not a usable non-negative number",
 }
@@ -121,6 +123,8 @@ class TransformOptions:
     :param call_tracker_url_template: ``str.format`` template with ``{site_id}`` and ``{call_id}``;
         ``""`` leaves CallTrackerURL empty.
     :param linkage_window_days: calls older than this (relative to ``now``) are rejected.
+    :param join_threshold: the counter's linkage threshold (aware datetime); earlier calls are
+        rejected as ``before_join_threshold``. None: no such rule.
     :param default_region: region for phone numbers written in national form.
     :param datetime_tolerance_seconds: allowed disagreement between ``timestamp`` and ``date``.
     """
@@ -135,6 +139,7 @@ class TransformOptions:
     site_timezone: str = "Europe/Moscow"
     call_tracker_url_template: str = DEFAULT_CALL_TRACKER_URL_TEMPLATE
     linkage_window_days: int = 21
+    join_threshold: datetime | None = None
     default_region: str = "RU"
     datetime_tolerance_seconds: int = 60
 
@@ -181,6 +186,10 @@ class TransformOptions:
             raise ValueError(
                 f"linkage_window_days must be a positive integer, got {self.linkage_window_days!r}"
             )
+        if self.join_threshold is not None and (
+            not isinstance(self.join_threshold, datetime) or self.join_threshold.utcoffset() is None
+        ):
+            raise ValueError(f"join_threshold must be a timezone-aware datetime, got {self.join_threshold!r}")
         if not isinstance(self.datetime_tolerance_seconds, int) or self.datetime_tolerance_seconds < 0:
             raise ValueError(
                 f"datetime_tolerance_seconds must be a non-negative integer, got {self.datetime_tolerance_seconds!r}"
