@@ -17,12 +17,15 @@ from calltouch_metrika.config import Pipeline
 from calltouch_metrika.dag_factory import (
     build_each,
     buildable_pipelines,
+    calls_asset,
+    linkage_asset,
     local_midnight,
     pipeline_default_args,
     pool_kwargs,
 )
 from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
 from calltouch_metrika.operators.metrika import MetrikaUploadCallsOperator
+from calltouch_metrika.operators.report import LinkageReportOperator
 from calltouch_metrika.sensors.metrika import UploadStatusSensor
 from calltouch_metrika.timetables import LocalDayTimetable
 
@@ -48,6 +51,9 @@ CLI: `airflow dags test {dag_id} 2026-11-29`; range: `airflow backfill create --
    pipelines on the counter never send a call twice. The previous `lookback_days` days are re-read
    for late calls.
 3. **wait** — waits (deferred) until Metrika reports `PROCESSED`; `LINKAGE_FAILURE` → **{on_linkage_failure}**.
+4. **report** — the day's linkage report row (extracted, rejected by reason, uploaded, Metrika's
+   quantities, linked share) under `metrika/linkage/…`; a teardown: it runs whatever happened
+   upstream and never decides the run's state. Shown on the *Linkage report* page (Browse menu).
 
 Trigger with **dry_run** to build and check the CSV without uploading; with **force_reupload**
 to re-send the day's calls even if the ledger holds them (recorded as forced; Metrika's
@@ -99,6 +105,7 @@ def build_dag(pipeline: Pipeline) -> DAG:
             timezone=pipeline.timezone,
             settle_days=pipeline.settle_days,
             lookback_days=pipeline.lookback_days,
+            outlets=[calls_asset(pipeline)],
             **pool_kwargs(pipeline),
         )
         upload = MetrikaUploadCallsOperator(
@@ -128,7 +135,15 @@ def build_dag(pipeline: Pipeline) -> DAG:
             poke_interval=pipeline.status_poll_seconds,
             timeout=pipeline.status_timeout_hours * 3600,
         )
-        extract >> upload >> wait
+        report = LinkageReportOperator(
+            task_id="report",
+            pipeline=pipeline.name,
+            counter_id=pipeline.counter_id,
+            storage_root=pipeline.storage_root,
+            metrika_conn_id=pipeline.metrika_conn_id,
+            outlets=[linkage_asset(pipeline)],
+        ).as_teardown()
+        extract >> upload >> wait >> report
     return dag
 
 

@@ -54,11 +54,16 @@ ALLOWED: dict[str, set[str]] = {
         "lease",
         "exactly_once",
         "timetables",
+        "linkage",
     },
     # the call ledger and its per-counter lease (issue 12)
     "lease": _BASE | {"storage"},
     "ledger": _BASE | {"storage", "lease"},
     "exactly_once": _BASE | {"storage", "ledger", "lease"},
+    # the linkage report (issue 14): its dataset, query and web page; reasons from the calls transform
+    "linkage": _BASE | {"linkage", "storage", "config", "transforms"},
+    # the linkage report's command line (python -m calltouch_metrika.report)
+    "report": _BASE | {"linkage", "config"},
     # DAG files only read config and wire
     "dags": {"config", "constants", "dag_factory", "operators", "sensors", "timetables"},
 }

@@ -126,6 +126,7 @@ def step_calls_to_metrika(demo: Demo) -> list[str]:
             "finished: status",
             "CSV:",
             "rejects:",
+            "Linkage report",
         )
         if any(key in line for key in keys) or line.startswith("  upload id:"):
             print("  |", line.split(" [airflow.task")[0].split(" [calltouch")[0].rstrip()[:220])
@@ -156,7 +157,8 @@ def step_calls_to_metrika(demo: Demo) -> list[str]:
         f" {'(reconciled)' if ok else '(DOES NOT RECONCILE)'}",
         "  rejected by reason: " + (", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) or "none"),
         f"  upload id {u['id']}, comment {u['comment']!r}",
-        f"  Metrika status {u['status']}: {u['line_quantity']} of {u['source_quantity']} rows accepted",
+        f"  Metrika status {u['status']}: {u['line_quantity']} of {u['source_quantity']} rows accepted, "
+        f"{u.get('linked_quantity', '?')} linked to visits",
         f"  files: {parquet.path}",
         f"         {csv_path.path}",
         f"         {rejects.path}",
@@ -280,6 +282,12 @@ def main() -> int:
         if sandbox is not None:
             launch.stop(sandbox)
     print("\n=== summary ===" + "\n".join(demo.summary))
+    port = os.environ.get("AIRFLOW_PORT", "8080")
+    print(
+        f"\nLinkage report (sent, rejected, linked per day): `make up`, then http://127.0.0.1:{port}/calltouch-metrika/linkage"
+        "\n  (Airflow UI: Browse -> Linkage report); in a terminal: "
+        f".venv/bin/python -m calltouch_metrika.report --pipeline {PIPELINE} --days 30"
+    )
     elapsed = time.monotonic() - started
     print(f"\ndone in {elapsed:.0f} s; logs in {logs}")
     if elapsed > DEADLINE_SECONDS:

@@ -25,12 +25,16 @@ if TYPE_CHECKING:
     from calltouch_metrika.config import ConfigReport, Pipeline
 
 __all__ = [
+    "CALLS_ASSET_PREFIX",
+    "LINKAGE_ASSET_PREFIX",
     "REQUESTS_ASSET_PREFIX",
     "RETRY_DELAY",
     "build_each",
     "buildable_pipelines",
+    "calls_asset",
     "config_report",
     "default_args",
+    "linkage_asset",
     "local_midnight",
     "notify_callbacks",
     "pipeline_dag_errors",
@@ -44,6 +48,12 @@ __all__ = [
 RETRY_DELAY = timedelta(minutes=5)
 #: ``calltouch_requests__<pipeline>``: the Asset a pipeline's requests export updates.
 REQUESTS_ASSET_PREFIX = "calltouch_requests__"
+
+
+#: ``calltouch_calls__<pipeline>``: the Asset a pipeline's calls extract updates.
+CALLS_ASSET_PREFIX = "calltouch_calls__"
+#: ``metrika_linkage__<pipeline>``: the Asset a pipeline's linkage report updates.
+LINKAGE_ASSET_PREFIX = "metrika_linkage__"
 
 
 def local_midnight(day: date, timezone: str) -> datetime:
@@ -107,11 +117,9 @@ def requests_asset(pipeline: Pipeline) -> Asset:
     (``s3://conn@bucket/...`` -> ``s3://bucket/...``): an Asset URI names data, not credentials.
     """
     directory = root_path(pipeline.storage_root) / "calltouch" / "requests" / f"site={pipeline.site_id}"
-    parts = urllib.parse.urlsplit(str(directory))
-    uri = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     return Asset(
         name=f"{REQUESTS_ASSET_PREFIX}{pipeline.name}",
-        uri=uri,
+        uri=_asset_uri(directory),
         group="calltouch",
         extra={"site_id": pipeline.site_id, "format": "parquet", "partitioning": "date=YYYY-MM-DD"},
     )
@@ -219,3 +227,49 @@ def build_each(
             continue
         dags[dag.dag_id] = dag
     return dags
+
+
+def _asset_uri(directory: Any) -> str:
+    """A dataset directory as an Asset URI, without any connection id (``s3://conn@b/..`` -> ``s3://b/..``)."""
+    parts = urllib.parse.urlsplit(str(directory))
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _dataset_asset(pipeline: Pipeline, prefix: str, dataset: str, directory: Any, **extra: Any) -> Asset:
+    """A pipeline's dataset as an Asset named ``{prefix}{pipeline}``, URI ``calltouch-metrika://{pipeline}/{dataset}``.
+
+    The URI names the pipeline's dataset, not a location: moving ``storage_root`` keeps the Asset (its
+    events and consumers); the location is in ``extra["path"]`` (without any connection id).
+    """
+    return Asset(
+        name=f"{prefix}{pipeline.name}",
+        uri=f"calltouch-metrika://{pipeline.name}/{dataset}",
+        group="calltouch-metrika",
+        extra={"path": _asset_uri(directory), "format": "parquet", **extra},
+    )
+
+
+def calls_asset(pipeline: Pipeline) -> Asset:
+    """The Asset a pipeline's calls extract updates: the site's calls (``storage.calls_path``, a folder per day)."""
+    directory = root_path(pipeline.storage_root) / "calltouch" / "calls" / f"site={pipeline.site_id}"
+    return _dataset_asset(
+        pipeline,
+        CALLS_ASSET_PREFIX,
+        "calls",
+        directory,
+        site_id=pipeline.site_id,
+        partitioning="date=YYYY-MM-DD",
+    )
+
+
+def linkage_asset(pipeline: Pipeline) -> Asset:
+    """The Asset a pipeline's linkage report updates (``linkage.dataset``: one file per upload and day)."""
+    directory = root_path(pipeline.storage_root) / "metrika" / "linkage" / f"counter={pipeline.counter_id}"
+    return _dataset_asset(
+        pipeline,
+        LINKAGE_ASSET_PREFIX,
+        "linkage",
+        directory,
+        counter_id=pipeline.counter_id,
+        partitioning="date=YYYY-MM-DD/{pipeline}.upload-{id}.parquet",
+    )

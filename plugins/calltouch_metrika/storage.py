@@ -8,6 +8,7 @@ must agree on the paths. The layout (docs/design.md "Datasets on storage")::
     {root}/metrika/calls_csv/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.csv
     {root}/metrika/rejects/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.parquet
     {root}/calltouch/plans_ledger/site={site_id}/{sha256}.json
+    {root}/metrika/linkage/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.upload-{id}.parquet
     {root}/metrika/ledger/counter={counter_id}/{day}.{pipeline}.part{NNNN}.{state}.parquet
     {root}/metrika/locks/counter={counter_id}/lease-{generation}.json
     {root}/metrika/uploads/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.part{NNNN}.csv
@@ -103,6 +104,24 @@ def rejects_path(
 def plans_ledger_path(root: str | ObjectStoragePath, site_id: int, sha256: str) -> ObjectStoragePath:
     """The plans ledger entry of one batch (keyed by the batch's hash); see :func:`read_plans_ledger_entry`."""
     return root_path(root) / "calltouch" / "plans_ledger" / f"site={int(site_id)}" / f"{sha256}.json"
+
+
+def linkage_dir(root: str | ObjectStoragePath, counter_id: int) -> ObjectStoragePath:
+    """The linkage report files of one counter (``linkage.dataset``), one ``date=`` folder per day."""
+    return root_path(root) / "metrika" / "linkage" / f"counter={int(counter_id)}"
+
+
+def linkage_path(
+    root: str | ObjectStoragePath, counter_id: int, day: date | str, pipeline: str, upload_id: int | None
+) -> ObjectStoragePath:
+    """One upload's linkage report row (``{pipeline}.upload-{id}.parquet``; ``{pipeline}.no-upload.parquet``
+    for a day with nothing uploaded)."""
+    name = (
+        f"{pipeline}.no-upload.parquet"
+        if upload_id is None
+        else f"{pipeline}.upload-{int(upload_id)}.parquet"
+    )
+    return linkage_dir(root, counter_id) / f"date={_day(day)}" / name
 
 
 def ledger_dir(root: str | ObjectStoragePath, counter_id: int) -> ObjectStoragePath:

@@ -48,7 +48,12 @@ def test_daily_run_uploads_every_call_once_row_by_row(
     assert "finished: status PROCESSED" in logged
     assert "sandbox-ct-token" not in logged and "sandbox-ym-token" not in logged
     assert dr.state == DagRunState.SUCCESS, task_states(dr)
-    assert task_states(dr) == {"extract": "success", "upload": "success", "wait": "success"}
+    assert task_states(dr) == {
+        "extract": "success",
+        "upload": "success",
+        "wait": "success",
+        "report": "success",
+    }
 
     expected_rows, counts = expected_upload(pipeline, day)
     assert counts.extracted == 150 and counts.uploaded > 0
@@ -152,7 +157,12 @@ def test_empty_day_uploads_nothing_and_skips_the_sensor(pipeline: dict, sandbox)
     sandbox.reset(volume_overrides={f"{SITE_ID}:{day.isoformat()}": 0})
     dr = run_dag(DAG_ID, day)
     assert dr.state == DagRunState.SUCCESS, task_states(dr)
-    assert task_states(dr) == {"extract": "success", "upload": "success", "wait": "skipped"}
+    assert task_states(dr) == {
+        "extract": "success",
+        "upload": "success",
+        "wait": "skipped",
+        "report": "success",
+    }
     assert sandbox.state()["uploads"] == []
     out = xcom(dr, "upload")
     assert (out["extracted"], out["uploaded"], out["rejected"], out["upload_id"]) == (0, 0, 0, None)

@@ -59,7 +59,7 @@ def test_calls_dags_follow_the_pipelines() -> None:
         assert p.schedule == "0 5 * * *" and dag.timetable.at == "05:00"  # the schedule keeps its meaning
         assert dag.catchup is True
         assert dag.max_active_runs == p.max_active_runs
-        assert [t.task_id for t in dag.topological_sort()] == ["extract", "upload", "wait"]
+        assert [t.task_id for t in dag.topological_sort()] == ["extract", "upload", "wait", "report"]
         assert set(dag.params) >= {"dry_run", "force_reupload"}
         assert dag.params["dry_run"] is False and dag.params["force_reupload"] is False
         assert dag.tasks[0].owner == p.owner and dag.tasks[0].retries == p.retries

@@ -325,3 +325,51 @@ def test_flag_reaches_the_api(flag: str, sandbox: Any, tmp_path: Path) -> None:
         tags = [t for names in with_flag.column("tag_names").to_pylist() for t in names]
         # The generator's "Целевой, Повторный" is one names entry holding two tags (seed 004: comma).
         assert tags and all("," not in t for t in tags)
+
+
+# ---------------------------------------------------------------------------------------------
+# A journal item that cannot be stored: left out, logged and counted; the day is written
+# ---------------------------------------------------------------------------------------------
+
+
+def test_non_object_and_untypable_records_are_counted_rejects_not_a_failed_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: one ``null`` in the journal failed the day with RequestRecordError (finding 6)."""
+    import json
+    import threading
+
+    from tests.hooks.test_answer_shapes import _Server
+
+    server = _Server()
+    server.answer(
+        "requests", [{"requestId": 1}, None, {"requestId": 2, "session": "moscow"}, {"requestId": 3}]
+    )
+    thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SHAPES_CT",
+        json.dumps({"conn_type": "calltouch", "host": server.url, "password": "shapes-ct-token"}),
+    )
+    try:
+        op = CalltouchExtractOperator(
+            task_id="extract_requests",
+            kind="requests",
+            calltouch_conn_id="shapes_ct",
+            site_id=SITE_ID,
+            date_from=DAY.isoformat(),
+            storage_root=str(tmp_path),
+            timezone=TZ,
+        )
+        result = op.execute({})
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+    table = pq.read_table(result["path"].removeprefix("file://"))
+    assert ids(table) == [1, 3]
+    assert result["rows"] == 2
+    assert result["rejected"] == 2
+    assert result["rejects_by_reason"] == {"invalid_value": 1, "malformed_record": 1}
+    logged = capsys.readouterr().out  # the task log (Airflow's structlog writes to stdout here)
+    assert "item 1 (requestId None) left out: malformed_record" in logged
+    assert "item 2 (requestId 2) left out: invalid_value" in logged

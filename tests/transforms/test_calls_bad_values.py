@@ -134,3 +134,141 @@ def test_a_non_object_item_is_rejected_and_the_rest_uploaded(item: Any) -> None:
     assert reject["reason"] == "malformed_record"
     assert "not a JSON object" in reject["detail"]
     assert "malformed_record" in REASONS
+
+
+# ------------------------------------------------------------------ findings of the 07:40 probe
+# (issue 13 §2, /work/wt/findings.md items 4, 5, 9): each example failed before its fix.
+
+
+def _through_parquet(records: list[Any]) -> Any:
+    """What the extract then the upload task do: calls_to_table -> Parquet -> calls_to_metrika."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(calls_to_table(records), buffer)
+    buffer.seek(0)
+    return calls_to_metrika(pq.read_table(buffer), TransformOptions(site_id=10001), now=NOW)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"callTags": [{"names": ["a\ud800b"]}]},
+        {"callUrl": "https://x/\udc00"},
+        {"city": "\ud800"},
+        {"callerNumber": "\udfff"},
+        {"orders": [{"\ud800key": "v"}]},
+        {"callId": 1, "yaClientId": "17320000001234\ud800"},
+    ],
+)
+def test_a_lone_surrogate_anywhere_never_fails_the_day(overrides: dict[str, Any]) -> None:
+    """JSON "\\ud800" decodes to a str UTF-8 cannot encode: it becomes U+FFFD, the day goes on."""
+    result = _through_parquet([call(1, **overrides), call(2)])
+    assert result.counts.extracted == 2
+    assert 2 in result.upload_call_ids
+    data = metrika_csv_bytes(result.upload)
+    data.decode("utf-8")  # valid UTF-8 throughout
+    if "callTags" in overrides:
+        assert "a\ufffdb" in data.decode()
+    if "url" in overrides:
+        assert "https://x/\ufffd" in data.decode()
+
+
+def test_a_lone_surrogate_in_a_key_or_a_malformed_item_is_stored() -> None:
+    result = _through_parquet([{**call(1), "\ud800": 1}, "\ud800", call(2)])
+    assert result.counts.uploaded == 2 and result.counts.rejects_by_reason == {"malformed_record": 1}
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        1.2345678901234567e18,  # beyond 2^53: a float that lost digits
+        1234567890123456789.0,
+        "１２３",  # full-width digits
+        "١٢٣",  # Arabic-Indic digits
+        "1_000",
+        "1e3",
+        "+5",
+        -5,
+        "-5",
+        0,
+        "9" * 30,
+        float(2**53 + 2),
+    ],
+)
+def test_call_id_that_is_not_exactly_a_positive_integer_is_invalid(bad_id: Any) -> None:
+    assert rejected_reason(call(bad_id)) == "invalid_call_id"
+
+
+def test_two_float_call_ids_never_collapse_into_one() -> None:
+    """1234567890123456789.0 and ...790.0 are the same double: both rejected, neither a duplicate."""
+    result = run([call(1234567890123456789.0), call(1234567890123456790.0)])
+    assert result.counts.rejects_by_reason == {"invalid_call_id": 2}
+
+
+@pytest.mark.parametrize(("lookalike", "real"), [("１２３", 123), ("1e3", 1000), ("1_000", 1000)])
+def test_a_lookalike_call_id_does_not_shadow_the_real_one(lookalike: str, real: int) -> None:
+    result = run([call(lookalike, yaClientId="1732000000123456781"), call(real)])
+    assert result.upload_call_ids == [real]
+    assert result.counts.rejects_by_reason == {"invalid_call_id": 1}
+    assert result.upload["CallTrackerURL"].iloc[0].endswith(f"callId={real}")
+
+
+@pytest.mark.parametrize("good_id", [7, "7", " 7 ", 7.0, "7.0", float(2**53)])
+def test_exact_call_ids_are_still_accepted(good_id: Any) -> None:
+    assert run([call(good_id)]).counts.uploaded == 1
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\ufeff", "\u200b", "\u2060", "\u00ad", "\ue000"])
+def test_invisible_characters_are_removed_from_tag_and_url(char: str) -> None:
+    row = one_row(call(callTags=[{"names": [f"a{char}b"]}], callUrl=f"https://e.ru/{char}x"))
+    assert row["Tag"] == "ab"
+    assert row["URL"] == "https://e.ru/x"
+
+
+@pytest.mark.parametrize("duration", [10**30, 30.7, "abc", True, "1e3", 86_401, "３０"])
+@pytest.mark.parametrize("field", ["duration", "waitingConnect"])
+def test_an_unreadable_duration_is_rejected_with_a_reason(field: str, duration: Any) -> None:
+    """Before: TalkDuration left blank and the call uploaded, nothing recorded."""
+    result = run([call(**{field: duration})])
+    assert result.counts.rejects_by_reason == {"invalid_duration": 1}
+    assert field in result.rejects["detail"].iloc[0] or "duration" in result.rejects["detail"].iloc[0]
+
+
+@pytest.mark.parametrize("duration", [0, 86_400, "30", 30.0, None])
+def test_sane_durations_still_upload(duration: Any) -> None:
+    assert run([call(duration=duration)]).counts.uploaded == 1
+
+
+def test_call_tags_as_json_text_are_parsed() -> None:
+    assert one_row(call(callTags='[{"names":["a","b"]}]'))["Tag"] == "a, b"
+    assert one_row(call(callTags='{"names":["c"]}'))["Tag"] == "c"
+
+
+@pytest.mark.parametrize("tags", [5, True, 1.5, "[{broken", '{"names": '])
+def test_call_tags_of_no_usable_shape_are_rejected_not_blank(tags: Any) -> None:
+    assert rejected_reason(call(callTags=tags)) == "invalid_call_tags"
+    # with tags off, the shape of callTags does not matter
+    assert run([call(callTags=tags)], include_tags=False).counts.uploaded == 1
+
+
+@pytest.mark.parametrize("client_id", ["0", "00000000000000000001", "0123", " 0 "])
+def test_client_id_zero_or_with_leading_zeros_is_invalid(client_id: str) -> None:
+    assert rejected_reason(call(yaClientId=client_id)) == "invalid_identifier"
+    assert rejected_reason(call(yaClientId=client_id), identifier="Yclid") == "invalid_identifier"
+
+
+@pytest.mark.parametrize("char", ["\u200b", "\ufeff", "\u2028"])
+def test_user_id_with_an_invisible_character_is_invalid(char: str) -> None:
+    assert rejected_reason(call(yaClientId=f"user{char}1"), identifier="UserId") == "invalid_identifier"
+
+
+def test_new_reason_codes_are_documented() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for code in ("invalid_call_id", "invalid_duration", "invalid_call_tags"):
+        assert code in REASONS
+        assert f"`{code}`" in readme

@@ -278,3 +278,89 @@ def test_control_and_bidi_characters_in_a_text_field_are_rejected(column: str, c
 def test_control_character_in_metric_name_is_named_too() -> None:
     problems = problems_of(plan_csv("2021-04-01,2021-04-01,yandex,,,,,Лиды,Все\x00лиды,1"))
     assert problems[0].startswith("plan.csv:2: metric_name: contains the invisible character U+0000")
+
+
+# ------------------------------------------------------------------ findings of the 07:40 probe (item 8)
+
+
+@pytest.mark.parametrize(
+    ("field", "cells"),
+    [
+        ("date_from", "0001-01-01,2021-04-01"),
+        ("date_from", "0999-12-31,2021-04-01"),
+        ("date_from", "1999-12-31,2021-04-01"),
+        ("date_to", "2021-04-01,9999-12-31"),
+        ("date_to", "2021-04-01,2100-01-01"),
+    ],
+)
+def test_absurd_dates_are_refused_naming_file_row_and_field(field: str, cells: str) -> None:
+    """Before: 0001-01-01 was sent to Calltouch as "01-01-1"."""
+    problems = problems_of(plan_csv(f"{cells},yandex,,,,,Лиды,Все лиды,1"))
+    assert len(problems) == 1
+    assert problems[0].startswith(f"plan.csv:2: {field}: ")
+    assert "outside 2000-01-01 .. 2099-12-31" in problems[0]
+
+
+def test_dates_at_the_bounds_are_sent_with_four_digit_years() -> None:
+    rows = parse_plan_csv(plan_csv("2000-01-01,2099-12-31,yandex,,,,,Лиды,Все лиды,1"), file="plan.csv")
+    assert (rows[0].item["dateFrom"], rows[0].item["dateTo"]) == ("01-01-2000", "31-12-2099")
+
+
+@pytest.mark.parametrize(
+    "char", ["\u200b", "\u2060", "\ufeff", "\u2028", "\u2029", "\u00ad", "\u200d", "\ue000"]
+)
+def test_zero_width_and_other_invisible_characters_are_rejected(char: str) -> None:
+    problems = problems_of(plan_csv(f"2021-04-01,2021-04-01,yan{char}dex,,,,,Лиды,Все лиды,1"))
+    assert problems == [
+        f"plan.csv:2: source: contains the invisible character U+{ord(char):04X} at position 4 "
+        "(invisible characters are not allowed)"
+    ]
+
+
+@pytest.mark.parametrize("only", ["\u200b", "\u200b\u2060\ufeff", "\u00a0", " \u200b "])
+def test_a_dimension_made_only_of_invisible_characters_is_empty(only: str) -> None:
+    problems = problems_of(plan_csv(f"2021-04-01,2021-04-01,{only},,,,,Лиды,Все лиды,1"))
+    assert (
+        "plan.csv:2: source: at least one of source, medium, campaign, content, keyword must be filled"
+        in (problems)
+    )
+
+
+@pytest.mark.parametrize("column", ["source", "medium", "campaign", "content", "keyword", "metric_name"])
+def test_text_cells_longer_than_the_cap_are_refused(column: str) -> None:
+    from calltouch_metrika.transforms.plans import MAX_TEXT_CHARS
+
+    cells = {name: "" for name in ("source", "medium", "campaign", "content", "keyword")}
+    cells["source"] = "yandex"
+    metric = (
+        ("Пользовательские", "x" * (MAX_TEXT_CHARS + 1)) if column == "metric_name" else ("Лиды", "Все лиды")
+    )
+    if column != "metric_name":
+        cells[column] = "y" * (MAX_TEXT_CHARS + 1)
+    line = f"2021-04-01,2021-04-01,{','.join(cells.values())},{metric[0]},{metric[1]},1"
+    problems = problems_of(plan_csv(line))
+    assert (
+        f"plan.csv:2: {column}: is {MAX_TEXT_CHARS + 1} characters long; at most {MAX_TEXT_CHARS} are accepted"
+        in (problems)
+    )
+
+
+def test_a_text_cell_of_exactly_the_cap_is_accepted() -> None:
+    from calltouch_metrika.transforms.plans import MAX_TEXT_CHARS
+
+    rows = parse_plan_csv(
+        plan_csv(f"2021-04-01,2021-04-01,{'y' * MAX_TEXT_CHARS},,,,,Лиды,Все лиды,1"), file="p"
+    )
+    assert len(rows[0].item["source"]) == MAX_TEXT_CHARS
+
+
+@pytest.mark.parametrize("value", ["１００", "١٠٠", "1_000"])
+def test_value_in_non_ascii_digits_is_refused(value: str) -> None:
+    problems = problems_of(plan_csv(f"2021-04-01,2021-04-01,yandex,,,,,Лиды,Все лиды,{value}"))
+    assert problems[0].startswith("plan.csv:2: value: ")
+
+
+def test_value_above_a_32_bit_integer_is_kept_64_bit() -> None:
+    """Decision (issue 13 §3): money plans exceed 2^31-1; the 64-bit bound stays (see the module doc)."""
+    rows = parse_plan_csv(plan_csv("2021-04-01,2021-04-01,yandex,,,,,Лиды,Все лиды,3000000000"), file="p")
+    assert rows[0].item["metric"]["value"] == 3_000_000_000

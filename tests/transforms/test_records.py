@@ -16,6 +16,7 @@ from calltouch_metrika.transforms.records import (
     BOOL_FIELDS,
     CALLS_SCHEMA,
     INT_FIELDS,
+    INVALID_FIELDS_FIELD,
     JSON_FIELDS,
     PHONES_HASHED_METADATA_KEY,
     STRING_FIELDS,
@@ -252,3 +253,87 @@ def test_conform_mixed_object_columns_go_value_by_value():
     assert table.column("yaClientId").to_pylist() == ["123", "abc", None]
     assert table.column("callTags").to_pylist() == ['[{"names":["a"]}]', None, "raw text"]
     assert table.column("phonesHashed").to_pylist() == [False, False, False]
+
+
+# ------------------------------------------------------------------ issue 13 §2 findings (items 4, 5, 9)
+
+
+def _write_and_read(table: pa.Table) -> pa.Table:
+    import io
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    buffer.seek(0)
+    return pq.read_table(buffer)
+
+
+@pytest.mark.parametrize("field", ["city", "url", "yaClientId", "callTags", "orders", "comments", "date"])
+def test_lone_surrogates_become_replacement_characters_and_parquet_is_written(field):
+    """Before: pq.write_table raised UnicodeEncodeError (surrogates not allowed) and the day failed."""
+    value = ["a\ud800b"] if field in JSON_FIELDS else "a\ud800b"
+    table = _write_and_read(calls_to_table([{**API_CALL, field: value}, {**API_CALL, "callId": 2}]))
+    assert table.num_rows == 2
+    assert "a\ufffdb" in table.column(field)[0].as_py()
+
+
+def test_a_lone_surrogate_in_a_malformed_item_or_a_nested_key_is_stored():
+    table = _write_and_read(calls_to_table(["\udc00", {**API_CALL, "orders": [{"\ud800": 1}]}]))
+    assert table.column("malformedRecord")[0].as_py() == '"\ufffd"'
+    assert json.loads(table.column("orders")[1].as_py()) == [{"\ufffd": 1}]
+
+
+def test_a_valid_pair_is_kept_whole():
+    table = calls_to_table([{**API_CALL, "city": "\ud83d\ude00 \U0001f600"}])
+    assert table.column("city")[0].as_py() == "\U0001f600 \U0001f600"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (1.2345678901234567e18, None),  # beyond 2^53: digits lost
+        (float(2**53), 2**53),
+        ("１２３", None),
+        ("1_000", None),
+        ("1e3", None),
+        ("+5", None),
+        (-5, -5),  # an integer: kept, the transform rejects it (not positive)
+        ("-5", None),
+        ("7", 7),
+        ("7.0", 7),
+    ],
+)
+def test_call_id_is_typed_only_when_exact(raw, expected):
+    table = calls_to_table([{"callId": 1}, {"callId": raw}])
+    assert table.column("callId")[1].as_py() == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1_000", None), ("１２", None), ("1e3", None), (2.0**60, None)]
+)
+def test_other_integer_fields_refuse_lookalikes_too(raw, expected):
+    table = calls_to_table([{"callId": 1, "timestamp": None}, {"callId": 2, "timestamp": raw}])
+    assert table.column("timestamp")[1].as_py() == expected
+
+
+def test_invalid_fields_names_every_value_that_could_not_be_typed():
+    table = calls_to_table(
+        [
+            {"callId": 1, "duration": 5},
+            {"callId": 2, "duration": 10**30, "waitingConnect": "abc", "successful": "maybe"},
+            {"callId": 3, "duration": None},
+            {"callId": "1e3", "duration": 30.7},
+        ]
+    )
+    assert table.column(INVALID_FIELDS_FIELD).to_pylist() == [
+        None,
+        "duration,waitingConnect,successful",
+        None,
+        "callId,duration",
+    ]
+    assert CALLS_SCHEMA.names[-2:] == [INVALID_FIELDS_FIELD, "phonesHashed"]
+
+
+def test_conform_does_not_cast_an_inexact_float_call_id():
+    """A float column (pandas with NaN) holding 1.2345678901234567e18 casts 'safely' to a wrong integer."""
+    frame = pd.DataFrame({"callId": [1.2345678901234567e18, 5.0, float("nan")]})
+    assert conform_calls_table(frame).column("callId").to_pylist() == [None, 5, None]

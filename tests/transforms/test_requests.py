@@ -24,8 +24,10 @@ from hypothesis import strategies as st
 
 from calltouch_metrika.transforms.requests import (
     COLUMN_SOURCES,
+    REQUEST_REJECT_REASONS,
     REQUESTS_SCHEMA,
     RequestRecordError,
+    RequestReject,
     parse_tag_names,
     requests_to_table,
 )
@@ -631,3 +633,74 @@ def test_module_is_pure() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 13 §2 findings (items 4, 6): one bad item never fails the day; text is always storable
+# ---------------------------------------------------------------------------------------------
+
+
+def _parquet_round_trip(table: pa.Table) -> pa.Table:
+    import io
+
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    buffer.seek(0)
+    return pq.read_table(buffer)
+
+
+def test_a_lone_surrogate_is_replaced_and_the_day_written() -> None:
+    """Before: pq.write_table raised UnicodeEncodeError: surrogates not allowed."""
+    records = seed_records()
+    records[0]["subject"] = "a\ud800"
+    records[0]["attrs"] = {"\udc00k": "v\ud800"}
+    records[0]["comments"][0]["comment"] = "\ud800\n"
+    table = _parquet_round_trip(requests_to_table(records))
+    row = table.slice(0, 1).to_pylist()[0]
+    assert row["subject"] == "a\ufffd"
+    assert json.loads(row["attrs"]) == {"\ufffdk": "v\ufffd"}
+    assert row["comments"][0]["comment"] == "\ufffd\n"
+
+
+@pytest.mark.parametrize("item", [None, "x", 5, [], 1.5, True])
+def test_a_non_object_item_is_a_counted_reject_not_a_failed_day(item: Any) -> None:
+    """Before: requests_to_table([{...}, None]) raised RequestRecordError and the day failed."""
+    good = seed_records()[0]
+    rejects: list[RequestReject] = []
+    table = requests_to_table([good, item, good | {"requestId": 7}], rejects=rejects)
+    assert table.column("request_id").to_pylist() == [good["requestId"], 7]
+    assert [(r.index, r.reason, r.request_id) for r in rejects] == [(1, "malformed_record", None)]
+    assert "requests[1]" in rejects[0].detail
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda r: r.pop("requestId"), "missing_request_id"),
+        (lambda r: r.update(requestId="1e3"), "missing_request_id"),
+        (lambda r: r.update(requestId="１２"), "missing_request_id"),
+        (lambda r: r.update(requestId=1.2345678901234567e18), "missing_request_id"),
+        (lambda r: r.update(requestId=-5), "missing_request_id"),
+        (lambda r: r.update(session="moscow"), "invalid_value"),
+        (lambda r: r.update(date=1.5), "invalid_value"),
+    ],
+)
+def test_a_record_that_cannot_be_stored_is_a_reject_with_its_reason(mutate: Any, reason: str) -> None:
+    records = seed_records() + seed_records()
+    records[1]["requestId"] = 99
+    mutate(records[1])
+    rejects: list[RequestReject] = []
+    table = requests_to_table(records, rejects=rejects)
+    assert table.num_rows + len(rejects) == len(records) == 2
+    assert [(r.index, r.reason) for r in rejects] == [(1, reason)]
+    assert reason in REQUEST_REJECT_REASONS
+    if reason == "invalid_value":
+        assert rejects[0].request_id == 99
+    assert rejects[0].as_dict()["reason"] == reason
+
+
+def test_without_a_rejects_list_a_bad_item_still_raises_naming_it() -> None:
+    with pytest.raises(RequestRecordError, match=r"requests\[1\]: expected an object, got None"):
+        requests_to_table([seed_records()[0], None])

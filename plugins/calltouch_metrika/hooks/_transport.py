@@ -130,6 +130,11 @@ class Request:
     idempotent: bool = True
     what: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Reads the parsed JSON into what the caller returns, raising
+    #: :class:`~calltouch_metrika.exceptions.MalformedResponseError` for an answer of the wrong shape (a page
+    #: whose counts do not add up, an upload record without ``status``). For an idempotent request that is a
+    #: garbled answer like a non-JSON body: retried within the policy, then the error (issue 13 §4).
+    shape: Callable[[Any], Any] | None = None
 
 
 def base_url_from_connection(conn: Any) -> str:
@@ -213,10 +218,13 @@ class _TransportBase:
 
         A body that is not JSON is, for an idempotent request, a :class:`Retryable` ``malformed`` attempt
         (retried within the policy, then :class:`MalformedResponseError`); for a non-idempotent one, of
-        unknown outcome (:class:`OutcomeUnknownError`: it may have been carried out).
+        unknown outcome (:class:`OutcomeUnknownError`: it may have been carried out). With ``req.shape``,
+        the document is read through it and what it returns is returned; its
+        :class:`MalformedResponseError` (JSON of the wrong shape) is retried the same way for an idempotent
+        request and raised as is for another.
         """
         try:
-            return json.loads(text)
+            document = json.loads(text)
         except ValueError:
             message = self._not_json(req, status, text)
             if not req.idempotent:
@@ -225,6 +233,14 @@ class _TransportBase:
                     status_code=status,
                 ) from None
             raise Retryable("malformed", message, status=status) from None
+        if req.shape is None:
+            return document
+        try:
+            return req.shape(document)
+        except MalformedResponseError as exc:
+            if not req.idempotent:
+                raise
+            raise Retryable("malformed", str(exc), status=status) from None
 
     def _exhausted(self, req: Request, exc: Retryable) -> CalltouchMetrikaError:
         where = self._where(req)

@@ -17,6 +17,7 @@ Up to ``max_in_flight`` (10) requests are in flight, so slow answers do not leav
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import Any
@@ -63,6 +64,28 @@ CALLS_PATH = "/calls-service/RestAPI/{site_id}/calls-diary/calls"
 REQUESTS_PATH = "/calls-service/RestAPI/requests"
 PLANS_ADD_PATH = "/report-service/RestAPI/api/plans-import/add"
 PLANS_STATUS_PATH = "/report-service/RestAPI/api/plans-import/{import_log_id}/status"
+
+
+def _count(value: Any, name: str, where: str) -> int | None:
+    """A page counter of a calls answer as an int (``None`` when absent); a non-integer one is malformed.
+
+    Accepted: a JSON integer, an integral float (``2.0``) or a string of ASCII digits. Refused (the page
+    cannot be trusted): ``1.9``, ``true``, ``-1``, ``"2a"``.
+    """
+    if value is None:
+        return None
+    number: int | None = None
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or number < 0:
+        raise MalformedResponseError(f"{where}: {name} {value!r} is not a non-negative integer")
+    return number
 
 
 def _site_id(value: Any, source: str) -> int:
@@ -297,9 +320,10 @@ class CalltouchHook(TransportHookMixin, HttpHook):
         req.params = {TOKEN_QUERY_PARAM: self._token, **(req.params or {})}
         return req
 
-    def _get(self, path: str, params: dict[str, str]) -> Any:
+    def _get(self, path: str, params: dict[str, str], shape: Callable[[Any], Any] | None = None) -> Any:
+        """GET ``path``; ``shape`` reads the JSON (its :class:`MalformedResponseError` is retried, see ``Request``)."""
         self._setup()
-        return self._request(Request("GET", path, params=params, what=self._what()))
+        return self._request(Request("GET", path, params=params, what=self._what(), shape=shape))
 
     # -- calls ----------------------------------------------------------------------------------------
 
@@ -340,19 +364,45 @@ class CalltouchHook(TransportHookMixin, HttpHook):
                 "limit": str(PAGE_SIZE),
                 **api_params,
             }
-            return self._parse_calls_page(self._get(path, query), day, page)
+            return self._get(path, query, shape=lambda body: self._parse_calls_page(body, day, page))
 
         for day, records, expected in self._pipeline(the_days, fetch):
-            if expected is not None and expected != len(records):
-                self.log.warning(
-                    "Calltouch site %s, %s: recordsTotal says %s calls but the pages held %s "
-                    "(calls changed during extraction?)",
-                    self.site_id,
-                    day,
-                    expected,
-                    len(records),
+            attempt = 1
+            while expected is not None and expected != len(records):
+                # A day whose pages do not add up to recordsTotal (an empty page, pages that moved while
+                # we read them) is never handed on as complete: the whole day is read again, within the
+                # retry policy, then the day fails (issue 13 §2/§4).
+                problem = (
+                    f"{self._what()}, calls of {day}: recordsTotal says {expected} calls but the pages "
+                    f"held {len(records)}"
                 )
+                if attempt >= self.policy.max_attempts:
+                    raise MalformedResponseError(
+                        f"{problem}, after {attempt} reading(s) of the day; nothing of the day is used"
+                    )
+                delay = min(self.policy.wait_max, self.policy.wait_min * 2 ** (attempt - 1))
+                self.log.warning(
+                    "%s; reading the day again in %.1f s (attempt %d of %d)",
+                    problem,
+                    delay,
+                    attempt + 1,
+                    self.policy.max_attempts,
+                )
+                time.sleep(delay)
+                records, expected = self._read_day(day, fetch)
+                attempt += 1
             yield day, records
+
+    @staticmethod
+    def _read_day(
+        day: date, fetch: Callable[[date, int], tuple[list[Any], int, int | None]]
+    ) -> tuple[list[Any], int | None]:
+        """Every page of ``day`` again, one after the other: ``(records, recordsTotal of page 1)``."""
+        records, page_total, expected = fetch(day, 1)
+        out = list(records)
+        for page in range(2, page_total + 1):
+            out.extend(fetch(day, page)[0])
+        return out, expected
 
     def _pipeline(
         self, the_days: list[date], fetch: Callable[[date, int], tuple[list[dict], int, int | None]]
@@ -360,23 +410,39 @@ class CalltouchHook(TransportHookMixin, HttpHook):
         """Every page of every day, ``max_in_flight`` at a time, days yielded in order (see :func:`fetch_days`)."""
         return fetch_days(the_days, fetch, max_in_flight=self.max_in_flight, thread_name_prefix="calltouch")
 
-    def _parse_calls_page(self, body: Any, day: date, page: int) -> tuple[list[dict], int, int | None]:
+    def _parse_calls_page(self, body: Any, day: date, page: int) -> tuple[list[Any], int, int | None]:
+        """One calls answer -> ``(items, pageTotal, recordsTotal)``; :class:`MalformedResponseError` if it is odd.
+
+        Items are passed on as they came: one that is not a JSON object (``null``, ``"x"``, ``5``), in the
+        envelope as in bare-array mode, becomes a ``malformed_record`` reject of the calls transform, never
+        a silent drop. An answer that cannot be a page of this day is malformed (so retried, as a garbled
+        answer, by the transport): ``pageTotal``/``recordsTotal``/``page`` that are not non-negative integers
+        (``1.9``, ``true``, ``-1``), a ``page`` other than the one asked for, an empty page while
+        ``pageTotal`` says there are several, a page past ``pageTotal``, more records than ``recordsTotal``.
+        """
         where = f"{self._what()}, calls of {day}, page {page}"
-        if isinstance(body, list):  # bare-array mode (no pagination)
-            return [r for r in body if isinstance(r, dict)], 1, len(body)
+        if isinstance(body, list):  # bare-array mode (no pagination): the whole day in one answer
+            return list(body), 1, len(body)
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
             raise MalformedResponseError(
                 f"{where}: expected an object with 'records', got {type(body).__name__}"
             )
-        try:
-            page_total = int(body.get("pageTotal") or 0)
-            records_total = int(body["recordsTotal"]) if body.get("recordsTotal") is not None else None
-        except (TypeError, ValueError):
-            raise MalformedResponseError(f"{where}: pageTotal/recordsTotal are not integers") from None
-        if page_total < 0:
-            raise MalformedResponseError(f"{where}: negative pageTotal {page_total}")
-        # pageTotal == 0 means "no records": never loop on it.
-        return body["records"], max(page_total, 1 if body["records"] else 0), records_total
+        records = body["records"]
+        page_total = _count(body.get("pageTotal"), "pageTotal", where)
+        records_total = _count(body.get("recordsTotal"), "recordsTotal", where)
+        answered = _count(body.get("page"), "page", where)
+        if answered is not None and answered != page:
+            raise MalformedResponseError(f"{where}: the answer is page {answered}, not page {page}")
+        page_total = page_total or 0  # pageTotal 0 (or absent) means "no records": never loop on it
+        if not records and page_total >= 2:
+            raise MalformedResponseError(f"{where}: the page is empty but pageTotal is {page_total}")
+        if page > 1 and page > page_total:
+            raise MalformedResponseError(f"{where}: the page is past pageTotal {page_total}")
+        if records_total is not None and len(records) > records_total:
+            raise MalformedResponseError(
+                f"{where}: the page holds {len(records)} records but recordsTotal is {records_total}"
+            )
+        return records, max(page_total, 1 if records else 0), records_total
 
     # -- requests journal ----------------------------------------------------------------------------
 
@@ -396,7 +462,7 @@ class CalltouchHook(TransportHookMixin, HttpHook):
                     "get_requests() needs date_from and date_to unless request_id/request_number is given"
                 )
             query = {"siteId": str(self.site_id), **api_params}
-            return self._parse_requests(self._get(REQUESTS_PATH, query), "by id")
+            return self._get(REQUESTS_PATH, query, shape=lambda body: self._parse_requests(body, "by id"))
         return [r for _, records in self.iter_requests_by_day(date_from, date_to, **params) for r in records]
 
     def iter_requests_by_day(
@@ -407,20 +473,22 @@ class CalltouchHook(TransportHookMixin, HttpHook):
         the_days = days(date_from, date_to)
         base = {"siteId": str(self.site_id), **api_params}
 
-        def fetch(day: date, page: int) -> tuple[list[dict], int, int | None]:
+        def fetch(day: date, page: int) -> tuple[list[Any], int, int | None]:
             query = {**base, "dateFrom": day.strftime("%m/%d/%Y"), "dateTo": day.strftime("%m/%d/%Y")}
-            records = self._parse_requests(self._get(REQUESTS_PATH, query), str(day))
+            records = self._get(REQUESTS_PATH, query, shape=lambda body: self._parse_requests(body, str(day)))
             return records, 1, None
 
         for day, records, _ in self._pipeline(the_days, fetch):
             yield day, records
 
-    def _parse_requests(self, body: Any, label: str) -> list[dict]:
+    def _parse_requests(self, body: Any, label: str) -> list[Any]:
+        """The journal's array, every item as it came: one that is not an object becomes a
+        ``malformed_record`` reject of :func:`~calltouch_metrika.transforms.requests.requests_to_table`."""
         if not isinstance(body, list):
             raise MalformedResponseError(
                 f"{self._what()}, requests {label}: expected a JSON array, got {type(body).__name__}"
             )
-        return [r for r in body if isinstance(r, dict)]
+        return list(body)
 
     # -- plans import -------------------------------------------------------------------------------
 

@@ -63,11 +63,59 @@ def _token(conn: Any, conn_id: str) -> str:
     return connection_token(conn, conn_id, kind="Metrika OAuth token")
 
 
-def _uploading(body: Any, what: str) -> dict:
+def _upload_id(value: Any) -> int | None:
+    """An upload's ``id`` as an int: a JSON integer or a string of ASCII digits; else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and int(value) > 0:
+        return int(value)
+    return None
+
+
+def _uploading(body: Any, what: str, *, require_status: bool = True) -> dict:
+    """The ``uploading`` record of an answer, its ``id`` an int; :class:`MalformedResponseError` if shapeless.
+
+    The record must be an object with a positive integer ``id`` and (``require_status``, every status read)
+    a non-empty string ``status`` (api-notes §3: ``OfflineCallsUploading``): a record without them cannot be
+    polled to an end, so it is a garbled answer (retried by the transport, then the error), never handed to
+    a sensor that would wait for it until its timeout.
+    """
     record = body.get("uploading") if isinstance(body, dict) else None
-    if not isinstance(record, dict) or "id" not in record:
+    if not isinstance(record, dict):
         raise MalformedResponseError(f"{what}: Metrika answered without an 'uploading' record")
-    return record
+    upload_id = _upload_id(record.get("id"))
+    if upload_id is None:
+        raise MalformedResponseError(
+            f"{what}: Metrika's 'uploading' record has no positive integer id ({record.get('id')!r:.40})"
+        )
+    status = record.get("status")
+    if require_status and (not isinstance(status, str) or not status.strip()):
+        raise MalformedResponseError(
+            f"{what}: Metrika's 'uploading' record {upload_id} has no status ({status!r:.40})"
+        )
+    return {**record, "id": upload_id}
+
+
+def _uploadings_page(body: Any, what: str) -> list[dict]:
+    """One page of the uploads list; every item an object with a positive integer ``id`` (made an int)."""
+    page = body.get("uploadings") if isinstance(body, dict) else None
+    if not isinstance(page, list):
+        raise MalformedResponseError(f"{what}: Metrika answered without an 'uploadings' list")
+    out: list[dict] = []
+    for i, item in enumerate(page):
+        if not isinstance(item, dict):
+            raise MalformedResponseError(
+                f"{what}: item {i} of 'uploadings' is not an object ({type(item).__name__})"
+            )
+        upload_id = _upload_id(item.get("id"))
+        if upload_id is None:
+            raise MalformedResponseError(
+                f"{what}: item {i} of 'uploadings' has no positive integer id ({item.get('id')!r:.40})"
+            )
+        out.append({**item, "id": upload_id})
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -297,19 +345,20 @@ class MetrikaHook(TransportHookMixin, HttpHook):
             )
         finally:
             body.close()
-        return _uploading(answer, f"Metrika counter {counter}")
+        return _uploading(answer, f"Metrika counter {counter}", require_status=False)
 
     def get_calls_uploading(self, counter_id: int, uploading_id: int) -> dict:
         """One upload's record (``status``, ``source_quantity``, ``line_quantity``, ...)."""
         counter = _counter(counter_id)
-        answer = self._request(
+        what = f"Metrika counter {counter}, upload {uploading_id}"
+        return self._request(
             Request(
                 "GET",
                 UPLOADING_PATH.format(counter_id=counter, uploading_id=int(uploading_id)),
-                what=f"Metrika counter {counter}, upload {uploading_id}",
+                what=what,
+                shape=lambda body: _uploading(body, what),
             )
         )
-        return _uploading(answer, f"Metrika counter {counter}, upload {uploading_id}")
 
     def list_calls_uploadings(self, counter_id: int) -> list[dict]:
         """Every calls upload of the counter, following ``limit``/``offset`` to the end (API order)."""
@@ -318,18 +367,16 @@ class MetrikaHook(TransportHookMixin, HttpHook):
         out: list[dict] = []
         offset = 0
         while True:
-            answer = self._request(
+            page = self._request(
                 Request(
                     "GET",
                     UPLOADINGS_PATH.format(counter_id=counter),
                     params={"limit": str(self.list_page_size), "offset": str(offset)},
                     what=what,
+                    shape=lambda body: _uploadings_page(body, what),
                 )
             )
-            page = answer.get("uploadings") if isinstance(answer, dict) else None
-            if not isinstance(page, list):
-                raise MalformedResponseError(f"{what}: Metrika answered without an 'uploadings' list")
-            out.extend(u for u in page if isinstance(u, dict))
+            out.extend(page)
             if len(page) < self.list_page_size:
                 return out
             offset += len(page)
@@ -339,7 +386,7 @@ class MetrikaHook(TransportHookMixin, HttpHook):
         matches = [u for u in self.list_calls_uploadings(counter_id) if u.get("comment") == comment]
         if not matches:
             return None
-        return max(matches, key=lambda u: (str(u.get("create_time") or ""), int(u.get("id") or 0)))
+        return max(matches, key=lambda u: (str(u.get("create_time") or ""), u["id"]))
 
     def get_calls_visit_join_threshold(self, counter_id: int) -> dict:
         """``{"date": "…"}``: the earliest call time Metrika can link to a visit on this counter.
@@ -461,16 +508,16 @@ class MetrikaAsyncHook(AsyncTransportHookMixin, HttpAsyncHook):
         counter = _counter(counter_id)
         transport = await self._setup()
         what = f"Metrika counter {counter}, upload {uploading_id}"
-        answer = await transport.request_json(
+        return await transport.request_json(
             self._authorize(
                 Request(
                     "GET",
                     UPLOADING_PATH.format(counter_id=counter, uploading_id=int(uploading_id)),
                     what=what,
+                    shape=lambda body: _uploading(body, what),
                 )
             )
         )
-        return _uploading(answer, what)
 
 
 __all__ = ["CLIENT_ID_TYPES", "MetrikaAsyncHook", "MetrikaHook"]

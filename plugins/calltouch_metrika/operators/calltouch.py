@@ -230,14 +230,16 @@ class CalltouchExtractOperator(BaseOperator):
             )
         return salt
 
-    def _to_table(self, records: list[dict[str, Any]], salt: str) -> Any:
+    def _to_table(self, records: list[Any], salt: str, rejects: list[Any]) -> Any:
+        """The day's Arrow table. Calls keep every item (a bad one is a reject of the calls transform);
+        a request record that cannot be typed is left out and appended to ``rejects``."""
         if self.kind == "calls":
             from calltouch_metrika.transforms.records import calls_to_table
 
             return calls_to_table(records, hash_phone_numbers=self.hash_phone_numbers, phone_salt=salt)
         from calltouch_metrika.transforms.requests import requests_to_table
 
-        return requests_to_table(records)
+        return requests_to_table(records, rejects=rejects)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Fetch the local days through the hook and write each day's Parquet partition; return the paths."""
@@ -257,9 +259,29 @@ class CalltouchExtractOperator(BaseOperator):
         by_day = hook.iter_calls_by_day if self.kind == "calls" else hook.iter_requests_by_day
         paths: list[str] = []
         rows_by_day: dict[str, int] = {}
+        rejected: dict[str, int] = {}
         for day, records in by_day(days[0], days[-1], **self.api_params):
-            table = self._to_table(records, salt)
+            received = len(records)
+            day_rejects: list[Any] = []
+            table = self._to_table(records, salt, day_rejects)
             del records
+            for reject in day_rejects:
+                self.log.warning(
+                    "Site %s, %s: %s item %d (requestId %s) left out: %s: %s",
+                    site_id,
+                    day,
+                    self.kind,
+                    reject.index,
+                    reject.request_id,
+                    reject.reason,
+                    reject.detail,
+                )
+                rejected[reject.reason] = rejected.get(reject.reason, 0) + 1
+            if table.num_rows + len(day_rejects) != received:  # pragma: no cover - a bug, never data
+                raise RuntimeError(
+                    f"site {site_id}, {day}: {received} {self.kind} received but {table.num_rows} stored "
+                    f"+ {len(day_rejects)} rejected"
+                )
             buf = io.BytesIO()
             pq.write_table(table, buf, compression="zstd")
             path = storage.extract_path(self.storage_root, self.kind, site_id, day)
@@ -280,7 +302,7 @@ class CalltouchExtractOperator(BaseOperator):
                 lookback_requests,
             )
         self.log.info(
-            "Extract summary: site %s, %s %s..%s: %d %s in %d file(s)%s",
+            "Extract summary: site %s, %s %s..%s: %d %s in %d file(s)%s%s",
             site_id,
             self.kind,
             days[0],
@@ -289,6 +311,12 @@ class CalltouchExtractOperator(BaseOperator):
             self.kind,
             len(paths),
             " (phone numbers hashed)" if self.hash_phone_numbers and self.kind == "calls" else "",
+            (
+                f"; {sum(rejected.values())} record(s) left out (received = stored + left out), by reason: "
+                + ", ".join(f"{r}={n}" for r, n in sorted(rejected.items()))
+            )
+            if rejected
+            else "",
         )
         return {
             "path": paths[0],
@@ -296,6 +324,8 @@ class CalltouchExtractOperator(BaseOperator):
             "days": [d.isoformat() for d in days],
             "rows": total,
             "rows_by_day": rows_by_day,
+            "rejected": sum(rejected.values()),
+            "rejects_by_reason": dict(sorted(rejected.items())),
             "site_id": site_id,
             "kind": self.kind,
             "date_from": days[0].isoformat(),

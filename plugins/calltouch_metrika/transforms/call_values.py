@@ -7,11 +7,13 @@ Free text sent to Metrika (``Tag``, ``URL``; seed 000 says only "free text" / "p
 the call", no length is documented: api-notes §3.3 [?]). Our choice, applied by :func:`tag_text`
 and :func:`clean_urls`:
 
-* control characters (C0 ``U+0000``-``U+001F`` incl. NUL, ``U+007F``, C1 ``U+0080``-``U+009F``) and
-  bidirectional formatting characters (``U+061C``, ``U+200E``, ``U+200F``, ``U+202A``-``U+202E``,
-  ``U+2066``-``U+2069``, e.g. the right-to-left override that makes text display reversed) are
-  removed. Exception: in ``Tag``, tab and line breaks (``\\t``, ``\\n``, ``\\r``) are kept (CSV
-  quoting makes them safe and a tag may be multi-line);
+* invisible characters are removed: control characters (Unicode category ``Cc``: C0 ``U+0000``-``U+001F``
+  incl. NUL, ``U+007F``, C1 ``U+0080``-``U+009F``), format characters (``Cf``: zero-width space U+200B,
+  word joiner U+2060, BOM U+FEFF, soft hyphen, the bidirectional marks and overrides such as U+202E
+  that makes text display reversed), the line and paragraph separators U+2028/U+2029 (``Zl``, ``Zp``)
+  and private-use characters (``Co``; in ``Tag`` also unassigned code points)
+  (:mod:`calltouch_metrika.transforms.text`). Exception: in ``Tag``, tab and line breaks (``\\t``,
+  ``\\n``, ``\\r``) are kept (CSV quoting makes them safe and a tag may be multi-line);
 * ``Tag`` longer than :data:`MAX_TAG_CHARS` characters is cut to that length (the call is still
   uploaded: the tag is optional and its start is what people read);
 * ``URL`` longer than :data:`MAX_URL_CHARS` characters is dropped (left empty): a cut URL would be a
@@ -23,7 +25,6 @@ Pure: no I/O, no Airflow import.
 from __future__ import annotations
 
 import json
-import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -31,12 +32,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from calltouch_metrika.transforms.text import strip_invisible
+
 __all__ = [
     "CENT",
     "INVALID",
     "MAX_PRICE",
     "MAX_TAG_CHARS",
     "MAX_URL_CHARS",
+    "TAGS_INVALID",
     "bools",
     "clean_urls",
     "ints",
@@ -56,10 +60,11 @@ MAX_URL_CHARS = 2048
 #: sentinel returned by :func:`orders_amount` for an unusable amount
 INVALID = object()
 
-_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_TAG_STRIP = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]")
-#: RE2 syntax (Arrow compute): every control and bidi formatting character
-_URL_STRIP_RE2 = r"[\x00-\x1f\x7f-\x{9f}\x{61c}\x{200e}\x{200f}\x{202a}-\x{202e}\x{2066}-\x{2069}]"
+#: what :func:`tag_text` returns for ``callTags`` of no usable shape (never a real tag: it holds NUL)
+TAGS_INVALID = "\x00invalid callTags\x00"
+#: RE2 syntax (Arrow compute): control, format (zero-width, BOM, bidi), line/paragraph separator and
+#: private-use characters (Unicode categories Cc, Cf, Zl, Zp, Co)
+_URL_STRIP_RE2 = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}]"
 
 
 def to_decimal(value: Any) -> Decimal | None:
@@ -104,17 +109,33 @@ def clean_urls(array: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
 
 
 def tag_text(text: str | None) -> str | None:
-    """``callTags`` JSON -> ``"name1, name2"`` (names flattened, blanks and repeats dropped)."""
+    """``callTags`` JSON -> ``"name1, name2"`` (names flattened, blanks and repeats dropped).
+
+    The tag groups may also arrive as JSON *text* (``"[{\"names\": [\"a\"]}]"``): it is parsed; a plain
+    string is one tag name. A value of no usable shape (a number, a boolean, JSON text that is not
+    tags) gives :data:`TAGS_INVALID` (the call is rejected as ``invalid_call_tags``), never a silent blank.
+    """
     if text is None:
         return None
     try:
         tags = json.loads(text)
     except ValueError:
+        return TAGS_INVALID
+    if isinstance(tags, str):  # JSON text inside the JSON: the groups, or one plain tag name
+        stripped = tags.strip()
+        if stripped[:1] in ("[", "{"):
+            try:
+                tags = json.loads(stripped)
+            except ValueError:
+                return TAGS_INVALID
+        else:
+            tags = [tags]
+    if tags is None:
         return None
     if isinstance(tags, dict):
         tags = [tags]
     if not isinstance(tags, list):
-        return None
+        return TAGS_INVALID
     names: dict[str, None] = {}
     for tag in tags:
         candidates: list[Any]
@@ -128,7 +149,7 @@ def tag_text(text: str | None) -> str | None:
         for name in candidates:
             if name is None or isinstance(name, dict | list):
                 continue
-            name_text = _TAG_STRIP.sub("", str(name)).strip()
+            name_text = strip_invisible(str(name), keep="\t\n\r").strip()
             if name_text:
                 names.setdefault(name_text, None)
     return ", ".join(names)[:MAX_TAG_CHARS] if names else None

@@ -32,16 +32,18 @@ Currency       ``TransformOptions.currency`` on rows that have a Price (column a
 PhoneNumber    ``callerNumber`` normalised to ``+<country><number>`` (:mod:`.phones`); empty when it is
                missing or not a phone number (the column is optional in Metrika, so a bad number does
                NOT reject the call), and always empty when the stored numbers are hashed.
-TalkDuration   ``duration`` (seconds); empty when missing.
+TalkDuration   ``duration`` (seconds); empty when missing (an unreadable one rejects the call).
 HoldDuration   ``waitingConnect`` (seconds); empty when missing.
 CallMissed     0 if ``successful`` else 1; empty when ``successful`` is missing.
 Tag            the call tag names (``callTags[].names`` flattened, blanks dropped, duplicates dropped, first
                occurrence order) joined with ``", "``; empty without tags or with ``include_tags=False``.
-               Control and bidi-override characters removed (tab/line breaks kept), cut to 1,000
-               characters (:mod:`.call_values`).
+               Control and invisible characters (Cc, Cf, Zl, Zp, Co, Cn: NUL, U+200B, U+FEFF, U+2028,
+               bidi overrides, ...) removed (tab/line breaks kept), cut to 1,000 characters
+               (:mod:`.call_values`).
 FirstTimeCaller 1 if ``uniqueCall`` else 0; empty when missing.
 URL            ``callUrl``, else ``url``; empty when both are missing or blank. Every control and
-               bidi-override character is removed; a URL over 2,048 characters is dropped (not cut).
+               invisible character (Cc, Cf, Zl, Zp, Co) is removed; a URL over 2,048 characters is
+               dropped (not cut).
 CallTrackerURL ``call_tracker_url_template`` formatted with ``site_id`` and ``call_id``.
 ============== ===========================================================================================
 
@@ -49,13 +51,16 @@ Reason codes (each rejected call gets the FIRST that applies, in this order):
 
 * ``malformed_record``: the page item was not a JSON object (``null``, ``[]``, ``"str"``, ``123``;
   :func:`~calltouch_metrika.transforms.records.calls_to_table` keeps it as a ``malformedRecord`` row);
-* ``invalid_call_id``: ``callId`` missing or not an integer (such a call cannot be traced or deduplicated);
+* ``invalid_call_id``: ``callId`` missing or not exactly a positive integer: a float beyond 2^53 (digits
+  lost, two calls could collapse into one), digits other than ASCII (``"１２３"``), ``"1_000"``, ``"1e3"``,
+  zero or negative (such a call cannot be traced or deduplicated);
 * ``duplicate_call``: the same ``callId`` appeared earlier in the input (the first one is kept);
 * ``missing_identifier``: the identifier field is null, blank, or a placeholder (``null``, ``None``,
   ``undefined``, ``<не указано>``, ``(not set)``);
-* ``invalid_identifier``: the identifier contains a control character, or is longer than 255 characters,
-  or (``ClientId``/``Yclid``, both uint64 in Metrika) is not made of 1-20 ASCII digits or exceeds
-  2^64-1 = 18446744073709551615. A ``yaClientId`` that arrived as a JSON float beyond 2^53 (digits
+* ``invalid_identifier``: the identifier contains a control or invisible character (categories Cc, Cf,
+  Zl, Zp, Co: NUL, U+200B, U+FEFF, U+2028, ...), or is longer than 255 characters, or (``ClientId``/
+  ``Yclid``, both uint64 in Metrika) is not made of 1-20 ASCII digits without a leading zero (``"0"``,
+  ``"00000000000000000001"``) or exceeds 2^64-1 = 18446744073709551615. A ``yaClientId`` that arrived as a JSON float beyond 2^53 (digits
   lost) stays in exponent form in the extract and is rejected here too;
 * ``invalid_timestamp``: no usable time: ``timestamp`` missing/non-integer/<= 0 and ``date`` missing or
   not ``dd/mm/yyyy HH:MM:SS`` naming a real moment (``31/11/2026`` or ``24:00:00`` is refused, not
@@ -72,6 +77,13 @@ Reason codes (each rejected call gets the FIRST that applies, in this order):
   (``GET …/calls_visit_join_threshold``, api-notes §3.3): while calls accounting grows after being
   switched on, Metrika links no call from before it;
 * ``negative_duration``: ``duration`` or ``waitingConnect`` is negative;
+* ``invalid_duration``: ``duration`` or ``waitingConnect`` is present but not an integer number of
+  seconds from 0 to :data:`MAX_DURATION_SECONDS` (one day): ``10**30``, ``30.7``, ``"abc"``, ``true``
+  (the extract names such a field in ``invalidFields``). Chosen over uploading the call with an empty
+  TalkDuration: a value we cannot read is never silently dropped, and the reject keeps it visible;
+* ``invalid_call_tags``: (``include_tags``) ``callTags`` is present but is no tag groups: a number, a
+  boolean, or text that starts like JSON (``[``/``{``) and does not parse. JSON text of tag groups is
+  parsed; a plain string is one tag name;
 * ``invalid_price``: (``orders`` mode) an order amount that is not a finite, non-negative number, or a
   total of 10^15 or more.
 
@@ -96,6 +108,7 @@ import pyarrow.compute as pc
 
 from calltouch_metrika.transforms.call_values import (
     INVALID,
+    TAGS_INVALID,
     bools,
     clean_urls,
     ints,
@@ -128,6 +141,7 @@ from calltouch_metrika.transforms.metrika_csv import (
 )
 from calltouch_metrika.transforms.phones import normalize_phones
 from calltouch_metrika.transforms.records import (
+    INVALID_FIELDS_FIELD,
     MALFORMED_RECORD_FIELD,
     PHONES_HASHED_METADATA_KEY,
     conform_calls_table,
@@ -137,6 +151,7 @@ from calltouch_metrika.transforms.records import (
 __all__ = [
     "DEFAULT_CALL_TRACKER_URL_TEMPLATE",
     "IDENTIFIERS",
+    "MAX_DURATION_SECONDS",
     "METRIKA_COLUMN_TYPES",
     "REASONS",
     "REJECTS_COLUMNS",
@@ -156,9 +171,12 @@ __all__ = [
 _DATE_FORMAT = "%d/%m/%Y %H:%M:%S"
 _MS_THRESHOLD = 10**11  # a seconds timestamp this large is year 5138: take it as milliseconds
 _PLACEHOLDERS = ("", "null", "none", "undefined", "nan", "<не указано>", "(not set)")
-_DIGITS_ID = r"^[0-9]{1,20}$"  # ClientID and yclid are uint64: at most 20 digits ...
+_DIGITS_ID = r"^[1-9][0-9]{0,19}$"  # ClientID and yclid are positive uint64: 1-20 digits, no leading 0 ...
 _UINT64_MAX = str(2**64 - 1)  # ... and at most 18446744073709551615
-_CONTROL = r"[\x00-\x1f\x7f]"
+#: RE2: control, format (zero-width, BOM, bidi), line/paragraph separator, private-use characters
+_INVISIBLE_RE2 = r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}]"
+#: a call longer than a day is not a call (TalkDuration/HoldDuration are seconds)
+MAX_DURATION_SECONDS = 86_400
 #: ``dd/mm/yyyy HH:MM:SS`` split into its fields, to refuse what strptime would roll over (31/11)
 _DATE_FIELDS = r"^\s*(?P<d>[0-9]{1,2})/(?P<m>[0-9]{1,2})/(?P<y>[0-9]{4}) (?P<H>[0-9]{1,2}):(?P<M>[0-9]{1,2}):(?P<S>[0-9]{1,2})\s*$"
 _CALL_ID_SENTINEL = "\x00CALL_ID\x00"
@@ -230,9 +248,15 @@ def calls_to_metrika(
         lambda idx: [f"not a JSON object: {malformed_col[int(i)].as_py()[:80]}" for i in idx],
     )
 
-    # callId
+    # callId: exactly a positive integer (records.calls_to_table leaves lookalikes and inexact floats null)
     call_id, call_id_valid = ints(calls, "callId")
-    rej.reject(~call_id_valid, "invalid_call_id", "callId is missing or not an integer")
+    call_id_valid &= call_id > 0
+    rej.reject(
+        ~call_id_valid,
+        "invalid_call_id",
+        "callId is missing or not exactly a positive integer (a float beyond 2^53, digits other than "
+        "ASCII, 1_000, 1e3, <= 0)",
+    )
     # Only valid ids take part: an invalid (missing) callId must not shadow a real callId 0.
     duplicate = np.zeros(n, dtype=bool)
     duplicate[np.flatnonzero(call_id_valid)] = (
@@ -255,7 +279,7 @@ def calls_to_metrika(
     lowered = pc.utf8_lower(identifier)
     missing = np_mask(pc.is_null(identifier)) | np_mask(pc.is_in(lowered, pa.array(_PLACEHOLDERS)))
     rej.reject(missing, "missing_identifier", f"{options.identifier_field} is empty")
-    bad_shape = np_mask(pc.match_substring_regex(identifier, _CONTROL)) | np_mask(
+    bad_shape = np_mask(pc.match_substring_regex(identifier, _INVISIBLE_RE2)) | np_mask(
         pc.greater(pc.utf8_length(identifier), 255)
     )
     if options.identifier in ("ClientId", "Yclid"):
@@ -271,9 +295,9 @@ def calls_to_metrika(
         if identifier_list is None:
             identifier_list = identifier.to_pylist()
         expected = (
-            "an unsigned 64-bit integer (1-20 digits, at most 18446744073709551615)"
+            "a positive unsigned 64-bit integer (1-20 digits, no leading zero, at most 18446744073709551615)"
             if options.identifier in ("ClientId", "Yclid")
-            else "free of control characters"
+            else "free of control and invisible characters"
         )
         return [
             f"{options.identifier} {identifier_list[i][:80]!r} is not {expected} (max 255 chars)" for i in idx
@@ -361,6 +385,38 @@ def calls_to_metrika(
             for i in idx
         ],
     )
+    invalid_fields = calls.column(INVALID_FIELDS_FIELD)
+    untyped_duration = np_mask(
+        pc.match_substring_regex(invalid_fields, r"(^|,)(duration|waitingConnect)(,|$)")
+    )
+    too_long = (duration_valid & (duration > MAX_DURATION_SECONDS)) | (
+        waiting_valid & (waiting > MAX_DURATION_SECONDS)
+    )
+    rej.reject(
+        untyped_duration | too_long,
+        "invalid_duration",
+        lambda idx: [
+            f"duration/waitingConnect is not an integer number of seconds from 0 to {MAX_DURATION_SECONDS} "
+            f"(untyped: {invalid_fields[int(i)].as_py() or 'none'}; duration "
+            f"{duration[i] if duration_valid[i] else None}, waitingConnect "
+            f"{waiting[i] if waiting_valid[i] else None})"
+            for i in idx
+        ],
+    )
+
+    # call tags: present but of no usable shape (a number, a boolean, JSON text that is not tags)
+    tags: pa.Array | None = None
+    if options.include_tags and n:
+        tags = map_distinct_array(calls.column("callTags"), tag_text, pa.string())
+        bad_tags = np_mask(pc.equal(tags, TAGS_INVALID))
+        rej.reject(
+            bad_tags,
+            "invalid_call_tags",
+            lambda idx: [
+                f"callTags is not a list of tag groups: {(calls.column('callTags')[int(i)].as_py() or '')[:80]}"
+                for i in idx
+            ],
+        )
 
     # price
     price_values: list[Any] | None = None
@@ -384,6 +440,7 @@ def calls_to_metrika(
         call_id=call_id,
         price_values=price_values,
         phones_hashed=phones_hashed,
+        tags=tags,
     )
     return CallsTransformResult(
         upload=upload, rejects=rejects, counts=counts, client_id_type=options.client_id_type
@@ -456,6 +513,7 @@ def _upload_frame(
     call_id: np.ndarray,
     price_values: list[Any] | None,
     phones_hashed: bool,
+    tags: pa.Array | None,
 ) -> pd.DataFrame:
     selection = pa.array(keep)
     kept = calls.filter(selection)
@@ -494,8 +552,8 @@ def _upload_frame(
     out["HoldDuration"] = _int_column(waiting, waiting_valid)
     successful, successful_valid = bools(kept, "successful")
     out["CallMissed"] = _int_column((~successful).astype(np.int64), successful_valid)
-    if options.include_tags and m:
-        out["Tag"] = map_distinct_array(kept.column("callTags"), tag_text, pa.string())
+    if tags is not None and m:
+        out["Tag"] = tags.filter(selection)
     else:
         out["Tag"] = pa.nulls(m, type=pa.string())
     unique, unique_valid = bools(kept, "uniqueCall")

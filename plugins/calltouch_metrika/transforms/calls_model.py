@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from calltouch_metrika.transforms.call_values import CENT, MAX_PRICE, to_decimal
 from calltouch_metrika.transforms.metrika_csv import METRIKA_COLUMN_TYPES, metrika_client_id_type
-from calltouch_metrika.transforms.records import CALLS_SCHEMA, MALFORMED_RECORD_FIELD
+from calltouch_metrika.transforms.records import CALLS_SCHEMA, INVALID_FIELDS_FIELD, MALFORMED_RECORD_FIELD
 
 __all__ = [
     "DEFAULT_CALL_TRACKER_URL_TEMPLATE",
@@ -44,7 +44,7 @@ PRICE_MODES = ("none", "fixed", "orders")
 #: reason code -> what it means (see the module docstring for the exact rules and their order)
 REASONS: dict[str, str] = {
     "malformed_record": "the item of the calls page is not a JSON object",
-    "invalid_call_id": "callId missing or not an integer",
+    "invalid_call_id": "callId missing or not exactly a positive integer",
     "duplicate_call": "the same callId appeared earlier in the input; the first one is kept",
     "missing_identifier": "the identifier field is empty",
     "invalid_identifier": "the identifier has a forbidden shape",
@@ -54,6 +54,8 @@ REASONS: dict[str, str] = {
     "outside_linkage_window": "the call is older than Metrika's linkage window",
     "before_join_threshold": "the call is before the counter's linkage threshold (calls_visit_join_threshold)",
     "negative_duration": "duration or waitingConnect is negative",
+    "invalid_duration": "duration or waitingConnect is not an integer number of seconds up to one day",
+    "invalid_call_tags": "callTags is present but not tag groups (a number, a boolean, broken JSON text)",
     "invalid_price": "an order amount is not a usable non-negative number",
 }
 
@@ -148,10 +150,14 @@ class TransformOptions:
         if isinstance(self.site_id, bool) or not isinstance(self.site_id, int):
             raise ValueError(f"site_id must be an integer, got {self.site_id!r}")
         column, _, param = self.identifier_field.partition("?")
-        if column not in CALLS_SCHEMA.names or column in ("phonesHashed", MALFORMED_RECORD_FIELD):
+        if column not in CALLS_SCHEMA.names or column in (
+            "phonesHashed",
+            MALFORMED_RECORD_FIELD,
+            INVALID_FIELDS_FIELD,
+        ):
             raise ValueError(
                 f"identifier_field {self.identifier_field!r}: {column!r} is not a calls column "
-                f"(one of {', '.join(CALLS_SCHEMA.names[:-2])})"
+                f"(one of {', '.join(CALLS_SCHEMA.names[:-3])})"
             )
         if "?" in self.identifier_field and not re.fullmatch(r"[A-Za-z0-9_.\-]+", param):
             raise ValueError(

@@ -9,20 +9,29 @@ The file format (one row = one plan item)::
     2021-04-01,2021-04-02,yandex,cpc,april,sale,распродажа,Лиды,Уникальные лиды,100
 
 * ``date_from``/``date_to`` are ISO dates (``YYYY-MM-DD``) in the file and are sent as
-  ``dd-mm-yyyy`` (seed 001); both days are included, one day is ``date_from == date_to``.
+  ``dd-mm-yyyy`` (seed 001); both days are included, one day is ``date_from == date_to``. A plan
+  date lies in :data:`MIN_PLAN_DATE` .. :data:`MAX_PLAN_DATE` (2000-01-01 .. 2099-12-31): Calltouch
+  has no data before 2000, and ``0001-01-01`` or ``9999-12-31`` is a typo, not a plan.
 * At least one of ``source``, ``medium``, ``campaign``, ``content``, ``keyword`` is filled;
-  empty ones are left out of the item.
+  empty ones are left out of the item. A cell holding only blanks and invisible characters is empty.
+* Text cells (the five dimensions and ``metric_name``) hold at most :data:`MAX_TEXT_CHARS` (255)
+  characters: seed 001 gives no limit; 255 is a common column width and far above any real UTM value,
+  and a 100,000-character cell is a broken file, not a plan.
 * ``metric_type``/``metric_name`` are checked against :mod:`calltouch_metrika.catalog`
   exactly as written there (no case folding, ``ё`` is not ``е``); custom columns
   (``Пользовательские``) and goals (``Цели``) take any name that is not a Calltouch metric name.
 * ``value`` is an integer (``100``, ``-5``; not ``1.5``, ``10 000`` or empty) that fits a signed
   64-bit integer (-2^63 .. 2^63-1): seed 001 types ``items[n].metric.value`` as ``integer``
-  without a width; we bound it to 64 bits (a larger number cannot be any server's integer).
-* No cell contains a control character (``U+0000``-``U+001F`` except tab and line breaks, which a
-  quoted CSV cell may hold; ``U+007F``-``U+009F``; e.g. NUL) or a
-  bidirectional formatting character (``U+061C``, ``U+200E``, ``U+200F``, ``U+202A``-``U+202E``,
-  ``U+2066``-``U+2069``): they are invisible in the Calltouch UI and would make a plan that matches
-  no source.
+  without a width; we bound it to 64 bits (a larger number cannot be any server's integer). We do
+  not bound it to 32 bits (2^31-1 = 2,147,483,647): money metrics (``Выручка``, ``Бюджет``) of a
+  large advertiser's yearly plan exceed it, and nothing says Calltouch's integer is 32-bit; if the
+  API refuses such a value, its violation is mapped back to the file row (:func:`map_violations`).
+* No cell contains an invisible character: control characters (``Cc``: NUL, ``U+0001``-``U+001F``
+  except tab and line breaks, which a quoted CSV cell may hold; ``U+007F``-``U+009F``), format
+  characters (``Cf``: zero-width space U+200B, word joiner U+2060, BOM U+FEFF, soft hyphen, the
+  bidirectional marks and overrides), the line and paragraph separators U+2028/U+2029 (``Zl``,
+  ``Zp``), private-use and unassigned code points (:mod:`calltouch_metrika.transforms.text`): they
+  are invisible in the Calltouch UI and would make a plan that matches no source.
 * Leading/trailing spaces of every cell are ignored; a UTF-8 BOM is accepted.
 
 Every problem of a file is collected and raised at once in one
@@ -47,10 +56,14 @@ from typing import Any
 
 from calltouch_metrika.catalog import CALLTOUCH_METRIC_NAMES, FREE_NAME_TYPES, METRIC_TYPES
 from calltouch_metrika.exceptions import PlanFileError
+from calltouch_metrika.transforms.text import find_invisible, strip_invisible
 
 __all__ = [
     "DIMENSIONS",
     "MAX_BATCH_SIZE",
+    "MAX_PLAN_DATE",
+    "MAX_TEXT_CHARS",
+    "MIN_PLAN_DATE",
     "PLAN_COLUMNS",
     "PlanBatch",
     "PlanRow",
@@ -82,10 +95,17 @@ DIMENSIONS: tuple[str, ...] = ("source", "medium", "campaign", "content", "keywo
 #: ``plans-import/add`` accepts at most 100 items per request (seed 001).
 MAX_BATCH_SIZE = 100
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_INTEGER = re.compile(r"[+-]?\d+")
+#: plan dates outside this range are refused (see the module docstring)
+MIN_PLAN_DATE = date(2000, 1, 1)
+MAX_PLAN_DATE = date(2099, 12, 31)
+#: the longest text cell (dimensions, metric_name) accepted (see the module docstring)
+MAX_TEXT_CHARS = 255
+_TEXT_COLUMNS = (*DIMENSIONS, "metric_name")
+#: kept inside a cell: a quoted CSV cell may hold them
+_CELL_WHITESPACE = "\t\n\r"
+_INTEGER = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: \\d would take "１００"
 _ITEM_PATH = re.compile(r"^items\[(\d+|n)\](?:\.(.+))?$")
 #: API field path (after ``items[i].``) -> the plan file's column.
 _API_FIELD_TO_COLUMN: dict[str, str] = {
@@ -203,10 +223,22 @@ def _parse_date(raw: str, field: str, problem: Any) -> date | None:
         problem(field, f"{raw!r} is not an ISO date (YYYY-MM-DD)")
         return None
     try:
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
         problem(field, f"{raw!r} is not a valid date")
         return None
+    if not MIN_PLAN_DATE <= value <= MAX_PLAN_DATE:
+        problem(
+            field,
+            f"{raw} is outside {MIN_PLAN_DATE.isoformat()} .. {MAX_PLAN_DATE.isoformat()} (a typo?)",
+        )
+        return None
+    return value
+
+
+def _api_date(day: date) -> str:
+    """``dd-mm-yyyy`` (seed 001), the year always 4 digits (``strftime("%Y")`` gives ``1`` for year 1)."""
+    return f"{day.day:02d}-{day.month:02d}-{day.year:04d}"
 
 
 def _validate_metric(metric_type: str, metric_name: str, problem: Any) -> None:
@@ -313,20 +345,22 @@ def parse_plan_csv(text: str, *, file: str) -> list[PlanRow]:
             continue
         get = {name: cells[i].strip() for name, i in position.items()}
         for name, cell in get.items():
-            bad = _INVISIBLE.search(cell)
-            if bad:
+            at = find_invisible(cell, keep=_CELL_WHITESPACE)
+            if at >= 0:
                 problem(
                     name,
-                    f"contains the invisible character U+{ord(bad.group()):04X} at position {bad.start() + 1} "
+                    f"contains the invisible character U+{ord(cell[at]):04X} at position {at + 1} "
                     "(invisible characters are not allowed)",
                 )
+            if name in _TEXT_COLUMNS and len(cell) > MAX_TEXT_CHARS:
+                problem(name, f"is {len(cell)} characters long; at most {MAX_TEXT_CHARS} are accepted")
 
         d_from = _parse_date(get["date_from"], "date_from", problem) if "date_from" in get else None
         d_to = _parse_date(get["date_to"], "date_to", problem) if "date_to" in get else None
         if d_from and d_to and d_from > d_to:
             problem("date_from", f"date_from {d_from.isoformat()} is after date_to {d_to.isoformat()}")
 
-        dims = {d: get[d] for d in DIMENSIONS if get.get(d)}
+        dims = {d: get[d] for d in DIMENSIONS if strip_invisible(get.get(d, "")).strip()}
         if all(d in position for d in DIMENSIONS) and not dims:
             problem("source", "at least one of source, medium, campaign, content, keyword must be filled")
 
@@ -363,8 +397,8 @@ def parse_plan_csv(text: str, *, file: str) -> list[PlanRow]:
         if row_problems or problems or d_from is None or d_to is None or value is None:
             continue
         item: dict[str, Any] = {
-            "dateFrom": d_from.strftime("%d-%m-%Y"),
-            "dateTo": d_to.strftime("%d-%m-%Y"),
+            "dateFrom": _api_date(d_from),
+            "dateTo": _api_date(d_to),
             **dims,
             "metric": {"type": metric_type, "name": metric_name, "value": value},
         }

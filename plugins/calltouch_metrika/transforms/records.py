@@ -19,10 +19,17 @@ Mapping (api-notes §1.4; types from Airbyte's ``calls.json`` and mg-realcom's `
   ``clientId``.
 
 Values in the wild are coerced leniently, never raising: booleans given as ``"true"``/``"True"``/
-``"1"``/``1``; numbers given as strings (``"123"``, ``"12.0"``); integral floats; numbers in string
-columns (``79991234567`` -> ``"79991234567"``). A value that cannot be coerced (``"abc"`` for an
-integer, an integer beyond int64, a non-integral float) becomes null; the calls transform then
-rejects the call if it needed that field.
+``"1"``/``1``; numbers given as strings of ASCII digits (``"123"``, ``"12.0"``); integral floats up to
+2^53 (beyond, a double has lost digits); numbers in string columns (``79991234567`` ->
+``"79991234567"``). A value that cannot be coerced (``"abc"`` for an integer, an integer beyond int64,
+a non-integral float, a float beyond 2^53, lookalikes such as ``"１２３"``, ``"1_000"``, ``"1e3"``)
+becomes null and its field is named in the row's ``invalidFields`` column; the calls transform then
+rejects the call if it needed that field. ``callId`` is stricter still: only a positive integer
+(a JSON integer, an integral float up to 2^53, or ASCII digits) is one; anything else is null.
+
+Text is stored as UTF-8: a lone surrogate (``"\\ud800"`` in the JSON), in any string or JSON field,
+becomes U+FFFD (:func:`~calltouch_metrika.transforms.text.clean_text`), so the day's Parquet file can
+always be written.
 
 An item of a page that is not a JSON object (``null``, ``[]``, ``"str"``, ``123``) does not fail the
 day: it becomes a row whose fields are all null and whose ``malformedRecord`` column holds the item
@@ -43,19 +50,23 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from calltouch_metrika.transforms.phones import hash_phones
+from calltouch_metrika.transforms.text import clean_text
 
 __all__ = [
     "BOOL_FIELDS",
     "CALLS_SCHEMA",
     "INT_FIELDS",
+    "INVALID_FIELDS_FIELD",
     "JSON_FIELDS",
     "MALFORMED_RECORD_FIELD",
     "PHONES_HASHED_METADATA_KEY",
@@ -66,7 +77,7 @@ __all__ = [
     "empty_calls_table",
 ]
 
-SCHEMA_VERSION = "2"  # 2: + malformedRecord (files of version 1 are read with it null)
+SCHEMA_VERSION = "3"  # 2: + malformedRecord; 3: + invalidFields (older files are read with them null)
 PHONES_HASHED_METADATA_KEY = b"calltouch_metrika.phones_hashed"
 
 INT_FIELDS: tuple[str, ...] = (
@@ -133,16 +144,20 @@ JSON_FIELDS: tuple[str, ...] = (
 
 #: Column holding a page item that was not a JSON object (as JSON text); null on every real call.
 MALFORMED_RECORD_FIELD = "malformedRecord"
+#: Column naming (comma-separated) the integer/boolean fields whose value was present in the API's JSON
+#: but could not be typed (``duration`` ``10**30``, ``30.7``, ``"abc"``): null when there is none.
+INVALID_FIELDS_FIELD = "invalidFields"
 _MALFORMED_MAX_CHARS = 1000
 
 #: The schema of every calls table / Parquet file. Column order: ints, booleans, strings, JSON
-#: text, ``malformedRecord``, then ``phonesHashed`` (never null).
+#: text, ``malformedRecord``, ``invalidFields``, then ``phonesHashed`` (never null).
 CALLS_SCHEMA: pa.Schema = pa.schema(
     [pa.field(name, pa.int64()) for name in INT_FIELDS]
     + [pa.field(name, pa.bool_()) for name in BOOL_FIELDS]
     + [pa.field(name, pa.string()) for name in STRING_FIELDS]
     + [pa.field(name, pa.string()) for name in JSON_FIELDS]
     + [pa.field(MALFORMED_RECORD_FIELD, pa.string())]
+    + [pa.field(INVALID_FIELDS_FIELD, pa.string())]
     + [pa.field("phonesHashed", pa.bool_(), nullable=False)],
     metadata={b"calltouch_metrika.schema_version": SCHEMA_VERSION.encode()},
 )
@@ -150,6 +165,8 @@ CALLS_SCHEMA: pa.Schema = pa.schema(
 _ALIASES: dict[str, str] = {"guaClientId": "clientId"}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _FLOAT_EXACT = 2**53
+_INT_TEXT = re.compile(r"([+-]?[0-9]+)(?:\.0*)?", re.ASCII)
+_CALL_ID_TEXT = re.compile(r"[0-9]+(?:\.0*)?", re.ASCII)
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
 
@@ -160,26 +177,27 @@ def _to_int(value: Any) -> int | None:
     if isinstance(value, int):
         result = value
     elif isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer():
+        # beyond 2^53 a double has lost digits: 1.2345678901234567e18 is not the number that was meant
+        if not math.isfinite(value) or not value.is_integer() or abs(value) > _FLOAT_EXACT:
             return None
         result = int(value)
     elif isinstance(value, str):
-        text = value.strip()
-        if not text:
+        # ASCII only: int() would also read "１２３" and "1_000", float() "1e3", all lookalikes
+        match = _INT_TEXT.fullmatch(value.strip())
+        if match is None:
             return None
-        try:
-            result = int(text)
-        except ValueError:
-            try:
-                number = float(text)
-            except ValueError:
-                return None
-            if not math.isfinite(number) or not number.is_integer():
-                return None
-            result = int(number)
+        result = int(match.group(1))
     else:
         return None
     return result if _INT64_MIN <= result <= _INT64_MAX else None
+
+
+def _to_call_id(value: Any) -> int | None:
+    """A callId: exactly a positive integer (a JSON integer, an integral float <= 2^53, ASCII digits)."""
+    if isinstance(value, str) and not _CALL_ID_TEXT.fullmatch(value.strip()):
+        return None
+    result = _to_int(value)
+    return result if result is not None and result > 0 else None
 
 
 def _to_bool(value: Any) -> bool | None:
@@ -206,7 +224,7 @@ def _to_str(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value
+        return clean_text(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -224,23 +242,44 @@ def _to_json(value: Any) -> str | None:
     if value is None:
         return None
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
     except (TypeError, ValueError):
-        return json.dumps(str(value), ensure_ascii=False)
+        text = json.dumps(str(value), ensure_ascii=False)
+    return clean_text(text)
 
 
-def _column(values: list[Any], arrow_type: pa.DataType, coerce: Callable[[Any], Any]) -> pa.Array:
-    """Build one typed column: Arrow's own inference (C speed) when the values are clean, else coerce each."""
+def _column(
+    values: list[Any], arrow_type: pa.DataType, coerce: Callable[[Any], Any]
+) -> tuple[pa.Array, np.ndarray | None]:
+    """One typed column: Arrow's own inference (C speed) when the values are clean, else coerce each.
+
+    :return: the column, and a mask of the rows whose value was present but could not be coerced
+        (``None`` when there is none).
+    """
     try:
         inferred = pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError):
         inferred = None
     if inferred is not None:
         if inferred.type.equals(arrow_type):
-            return inferred
+            return inferred, None
         if pa.types.is_null(inferred.type):
-            return pa.nulls(len(values), type=arrow_type)
-    return pa.array([coerce(v) for v in values], type=arrow_type)
+            return pa.nulls(len(values), type=arrow_type), None
+    coerced = [coerce(v) for v in values]
+    lost = np.fromiter(
+        (v is not None and c is None for v, c in zip(values, coerced, strict=True)),
+        dtype=bool,
+        count=len(values),
+    )
+    return pa.array(coerced, type=arrow_type), (lost if lost.any() else None)
+
+
+def _text_array(values: list[str | None]) -> pa.Array:
+    """A string column; lone surrogates (not UTF-8) replaced by U+FFFD (:func:`clean_text`)."""
+    try:
+        return pa.array(values, type=pa.string())
+    except UnicodeEncodeError:
+        return pa.array([None if v is None else clean_text(v) for v in values], type=pa.string())
 
 
 def _canonical_keys(records: list[Mapping[str, Any]]) -> tuple[set[str], dict[str, str]]:
@@ -312,30 +351,52 @@ def calls_to_table(
         aliases_of.setdefault(name, []).append(alias)
 
     columns: list[pa.Array] = []
+    invalid: dict[str, np.ndarray] = {}
     for field in CALLS_SCHEMA:
         name = field.name
         if name == "phonesHashed":
             columns.append(pa.array([hash_phone_numbers] * len(rows), type=pa.bool_()))
             continue
         if name == MALFORMED_RECORD_FIELD:
-            columns.append(pa.array(malformed, type=pa.string()))
+            columns.append(_text_array(malformed))
+            continue
+        if name == INVALID_FIELDS_FIELD:
+            columns.append(_invalid_fields_column(invalid, len(rows)))
             continue
         if name not in present and name not in aliases_of:
             columns.append(pa.nulls(len(rows), type=field.type))
             continue
         values = _values(rows, name, aliases_of.get(name, []))
+        lost = None
         if name in JSON_FIELDS:
-            columns.append(pa.array([_to_json(v) for v in values], type=pa.string()))
+            column = _text_array([_to_json(v) for v in values])
+        elif name == "callId":
+            column, lost = _column(values, pa.int64(), _to_call_id)
         elif name in INT_FIELDS:
-            columns.append(_column(values, pa.int64(), _to_int))
+            column, lost = _column(values, pa.int64(), _to_int)
         elif name in BOOL_FIELDS:
-            columns.append(_column(values, pa.bool_(), _to_bool))
+            column, lost = _column(values, pa.bool_(), _to_bool)
         else:
-            columns.append(_column(values, pa.string(), _to_str))
+            column, lost = _column(values, pa.string(), _to_str)
+        columns.append(column)
+        if lost is not None:
+            invalid[name] = lost
     table = pa.Table.from_arrays(columns, schema=CALLS_SCHEMA)
     if hash_phone_numbers:
         table = _hash_phone_columns(table, phone_salt)
     return _with_hash_metadata(table, hash_phone_numbers)
+
+
+def _invalid_fields_column(invalid: dict[str, np.ndarray], n: int) -> pa.Array:
+    """``invalidFields``: per row, the comma-separated fields whose value could not be typed, else null."""
+    if not invalid:
+        return pa.nulls(n, type=pa.string())
+    names = list(invalid)
+    stacked = np.vstack([invalid[name] for name in names])
+    out: list[str | None] = [None] * n
+    for row in np.flatnonzero(stacked.any(axis=0)):
+        out[int(row)] = ",".join(name for name, lost in zip(names, stacked[:, row], strict=True) if lost)
+    return pa.array(out, type=pa.string())
 
 
 def _hash_phone_columns(table: pa.Table, salt: str) -> pa.Table:
@@ -381,6 +442,8 @@ def conform_calls_table(data: pa.Table | pd.DataFrame) -> pa.Table:
             columns.append(column)
             continue
         try:
+            if pa.types.is_floating(column.type) and pa.types.is_integer(field.type):
+                raise pa.ArrowInvalid("floats: value by value (exact only up to 2^53)")
             columns.append(column.cast(field.type, safe=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             values = column.to_pylist()
@@ -406,6 +469,8 @@ def _conform_records_frame(records: list[dict[str, Any]], n: int) -> pa.Table:
 
 
 def _coercer(field: pa.Field) -> Callable[[Any], Any]:
+    if field.name == "callId":
+        return _to_call_id
     if field.name in INT_FIELDS:
         return _to_int
     if field.name in BOOL_FIELDS or field.name == "phonesHashed":

@@ -25,22 +25,32 @@ Identifiers the API may send as numbers or strings (``ctClientId``, ``yaClientId
 ``ctGlobalId``, ``requestNumber``) are stored as strings so that nothing is lost or reformatted.
 
 This module is pure: no I/O and no Airflow import, so it can be tested and benchmarked alone.
-A record that cannot be typed raises :class:`RequestRecordError` naming the record and the field.
+A record that cannot be typed raises :class:`RequestRecordError` naming the record and the field,
+or, when the caller collects rejects (the extract operator does), is left out as a
+:class:`RequestReject` with a reason code (:data:`REQUEST_REJECT_REASONS`): an item that is not an
+object (``null``, ``"x"``, ``5``), a record without a usable ``requestId``, a value that cannot be
+typed. Lone surrogates in text become U+FFFD, so the day's Parquet file can always be written.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
+from calltouch_metrika.transforms.text import clean_text
+
 __all__ = [
     "COLUMN_SOURCES",
     "REQUESTS_SCHEMA",
+    "REQUEST_REJECT_REASONS",
     "RequestRecordError",
+    "RequestReject",
     "parse_tag_names",
     "requests_to_table",
 ]
@@ -51,6 +61,10 @@ class RequestRecordError(ValueError):
 
     The message names the record (its position and ``requestId``), the field path and the value.
     """
+
+
+class _NoRequestId(RequestRecordError):
+    """The record has no usable ``requestId``."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,6 +271,8 @@ def _fail(path: str, expected: str, value: Any) -> RequestRecordError:
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT_EXACT = 2**53
+_INT_TEXT = re.compile(r"([+-]?[0-9]+)(?:\.0*)?", re.ASCII)
 
 
 def _to_int(value: Any, path: str) -> int | None:
@@ -275,21 +291,15 @@ def _parse_int(value: Any, path: str) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
+        # beyond 2^53 a double has lost digits: 1.2345678901234567e18 is not the id that was meant
+        if math.isfinite(value) and value.is_integer() and abs(value) <= _FLOAT_EXACT:
             return int(value)
-        raise _fail(path, "an integer", value)
+        raise _fail(path, "an integer (a float beyond 2^53 is not exact)", value)
     if isinstance(value, str):
-        text = value.strip()
-        try:
-            return int(text)
-        except ValueError:
-            pass
-        try:
-            number = float(text)
-        except ValueError:
-            raise _fail(path, "an integer", value) from None
-        if math.isfinite(number) and number.is_integer():
-            return int(number)
+        # ASCII digits only ("12", "-5", "12.0"): int() would also read "１２", "1_000" and float() "1e3"
+        match = _INT_TEXT.fullmatch(value.strip())
+        if match:
+            return int(match.group(1))
     raise _fail(path, "an integer", value)
 
 
@@ -298,7 +308,7 @@ def _to_str(value: Any, path: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value
+        return clean_text(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -331,7 +341,7 @@ def _to_json(value: Any, path: str) -> str | None:
     if value is None:
         return None
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return clean_text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     except (TypeError, ValueError) as exc:
         raise _fail(path, "JSON-serialisable data", value) from exc
 
@@ -550,9 +560,14 @@ def _row(record: Any, index: int) -> dict[str, Any]:
     if not isinstance(record, Mapping):
         raise _fail(f"requests[{index}]", "an object", record)
     where = f"requests[{index}]"
-    request_id = _to_int(record.get("requestId"), f"{where}.requestId")
+    try:
+        request_id = _to_int(record.get("requestId"), f"{where}.requestId")
+    except RequestRecordError as exc:
+        raise _NoRequestId(str(exc)) from None
     if request_id is None:
-        raise RequestRecordError(f"{where}: the record has no requestId")
+        raise _NoRequestId(f"{where}: the record has no requestId")
+    if request_id <= 0:
+        raise _NoRequestId(f"{where}.requestId: expected a positive integer, got {request_id}")
     where = f"requests[{index}] (requestId={request_id})"
 
     def one(key: str | tuple[str, ...], coerce: _Coerce) -> Any:
@@ -606,7 +621,52 @@ def _row(record: Any, index: int) -> dict[str, Any]:
     }
 
 
-def requests_to_table(records: list[dict]) -> pa.Table:
+#: reason code of a request record left out of the table -> what it means
+REQUEST_REJECT_REASONS: dict[str, str] = {
+    "malformed_record": "the item of the journal is not a JSON object (null, [], a string, a number)",
+    "missing_request_id": "the record has no usable requestId (absent, or not an integer)",
+    "invalid_value": "a field's value cannot be given the dataset's type (the detail names the field)",
+}
+
+
+@dataclass(frozen=True)
+class RequestReject:
+    """A request record left out of the table: its position in the answer, its id, why.
+
+    :ivar index: position of the item in the API's array (0-based).
+    :ivar request_id: the record's ``requestId`` when it has a usable one, else ``None``.
+    :ivar reason: a code of :data:`REQUEST_REJECT_REASONS`.
+    :ivar detail: the problem, naming the record and the field (at most ~200 characters).
+    """
+
+    index: int
+    request_id: int | None
+    reason: str
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain types, for XCom and logs."""
+        return {
+            "index": self.index,
+            "request_id": self.request_id,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+
+
+def _reject_of(record: Any, index: int, exc: RequestRecordError) -> RequestReject:
+    request_id = None
+    if not isinstance(record, Mapping):
+        reason = "malformed_record"
+    elif isinstance(exc, _NoRequestId):
+        reason = "missing_request_id"
+    else:
+        reason = "invalid_value"
+        request_id = _to_int(record.get("requestId"), "requestId")
+    return RequestReject(index=index, request_id=request_id, reason=reason, detail=clean_text(str(exc))[:200])
+
+
+def requests_to_table(records: list[dict], *, rejects: list[RequestReject] | None = None) -> pa.Table:
     """Normalise Calltouch request records into a table with :data:`REQUESTS_SCHEMA`.
 
     One row per record, in the order given. An empty list gives an empty table with the full
@@ -615,13 +675,29 @@ def requests_to_table(records: list[dict]) -> pa.Table:
     ``null`` and "not requested" are kept apart where the API keeps them apart: e.g. ``dcm`` is
     null without ``withDcm`` and an empty list when there were no DCM sends.
 
+    Text is stored as UTF-8: a lone surrogate (``"\\ud800"`` in the JSON) becomes U+FFFD
+    (:func:`~calltouch_metrika.transforms.text.clean_text`).
+
     :param records: the API's response array (``CalltouchHook.get_requests``).
-    :raises RequestRecordError: a record is not an object, has no ``requestId``, or a field cannot
-        be typed; the message names ``requests[i] (requestId=...)`` and the field path.
+    :param rejects: how a bad record is handled. ``None`` (default): it raises. A list: the record is
+        left out of the table and a :class:`RequestReject` (reason :data:`REQUEST_REJECT_REASONS`) is
+        appended to it, so one bad item never fails the day and every item is accounted for
+        (``len(records) == table.num_rows + len(rejects)``); the extract operator logs and counts them.
+    :raises RequestRecordError: ``records`` is not a list; or (``rejects is None``) a record is not an
+        object, has no ``requestId``, or a field cannot be typed; the message names
+        ``requests[i] (requestId=...)`` and the field path.
     """
     if not isinstance(records, list):
         raise RequestRecordError(
             f"requests: expected a list of request objects, got {type(records).__name__}"
         )
-    rows = [_row(record, i) for i, record in enumerate(records)]
+    if rejects is None:
+        rows = [_row(record, i) for i, record in enumerate(records)]
+    else:
+        rows = []
+        for i, record in enumerate(records):
+            try:
+                rows.append(_row(record, i))
+            except RequestRecordError as exc:
+                rejects.append(_reject_of(record, i, exc))
     return pa.Table.from_pylist(rows, schema=REQUESTS_SCHEMA)
