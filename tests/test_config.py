@@ -21,9 +21,9 @@ from calltouch_metrika.config import (
     cron_time_of_day,
     load_config,
     load_valid_config,
-    raise_config_errors,
     read_config,
 )
+from calltouch_metrika.dag_factory import raise_config_errors
 from calltouch_metrika.exceptions import ConfigError
 
 MINIMAL = """

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -775,26 +774,3 @@ def load_valid_config(path: str | os.PathLike[str] | None = None) -> PipelinesCo
     The errors are shown by ``dags/calltouch_config_errors.py`` as its import error.
     """
     return PipelinesConfig(pipelines=read_config(path).pipelines)
-
-
-def raise_config_errors(path: str | os.PathLike[str] | None = None) -> ConfigReport:
-    """Emit each warning as a :class:`ConfigWarning`, then raise one :class:`ConfigError` listing every error.
-
-    Called by ``dags/calltouch_config_errors.py``: Airflow shows the exception as that file's import
-    error in the UI and the warnings as its DAG warnings.
-
-    :raises ConfigError: the file has errors; the message lists them all.
-    """
-    from calltouch_metrika.dag_factory import config_report
-
-    report = config_report(read_config(path))
-    for message in report.warnings:
-        warnings.warn(message, ConfigWarning, stacklevel=2)
-    if report.errors:
-        loaded = ", ".join(p.name for p in report.pipelines) or "none"
-        header = f"{len(report.errors)} error(s) in {report.file}; "
-        if report.broken:
-            header += f"pipeline(s) not loaded: {', '.join(report.broken)}; "
-        header += f"pipeline(s) loaded: {loaded}"
-        raise ConfigError(header + "\n" + "\n".join(report.errors))
-    return report

@@ -8,6 +8,7 @@ This module is not a DAG file: it lives in the package so that a DAG file never 
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 import warnings
 from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ __all__ = [
     "pipeline_dag_errors",
     "pipeline_default_args",
     "pool_kwargs",
+    "raise_config_errors",
     "requests_asset",
     "requests_export_pipelines",
 ]
@@ -273,3 +275,26 @@ def linkage_asset(pipeline: Pipeline) -> Asset:
         counter_id=pipeline.counter_id,
         partitioning="date=YYYY-MM-DD/{pipeline}.upload-{id}.parquet",
     )
+
+
+def raise_config_errors(path: str | os.PathLike[str] | None = None) -> ConfigReport:
+    """Emit each warning as a :class:`ConfigWarning`, then raise one :class:`ConfigError` listing every error.
+
+    Called by ``dags/calltouch_config_errors.py``: Airflow shows the exception as that file's import
+    error in the UI and the warnings as its DAG warnings.
+
+    :raises ConfigError: the file has errors; the message lists them all.
+    """
+    from calltouch_metrika.config import ConfigError, ConfigWarning, read_config
+
+    report = config_report(read_config(path))
+    for message in report.warnings:
+        warnings.warn(message, ConfigWarning, stacklevel=2)
+    if report.errors:
+        loaded = ", ".join(p.name for p in report.pipelines) or "none"
+        header = f"{len(report.errors)} error(s) in {report.file}; "
+        if report.broken:
+            header += f"pipeline(s) not loaded: {', '.join(report.broken)}; "
+        header += f"pipeline(s) loaded: {loaded}"
+        raise ConfigError(header + "\n" + "\n".join(report.errors))
+    return report
