@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param
 
-from calltouch_metrika.config import Pipeline, load_valid_config
+from calltouch_metrika.config import Pipeline
 from calltouch_metrika.dag_factory import (
+    build_each,
+    buildable_pipelines,
     calls_asset,
     linkage_asset,
     local_midnight,
@@ -35,7 +37,8 @@ its run id `scheduled__D` / `backfill__D`, and it starts at {at} on D+1 (schedul
 that day's calls of Calltouch site **{site_id}** to Metrika counter **{counter_id}** as offline calls.
 
 **Choosing the day by hand:** Trigger with *Logical date* = D 00:00 (UTC or {timezone}) to send day D;
-the default *now* sends the last complete day. A day that has not ended yet fails without uploading.
+the default *now* sends the last complete day; any other instant names no day and is refused.
+A day that has not ended yet fails without uploading.
 CLI: `airflow dags test {dag_id} 2026-11-29`; range: `airflow backfill create --dag-id {dag_id}
 --from-date 2026-11-20 --to-date 2026-11-22` (days 20, 21, 22).
 
@@ -144,5 +147,4 @@ def build_dag(pipeline: Pipeline) -> DAG:
     return dag
 
 
-for _pipeline in load_valid_config().pipelines:
-    globals()[_pipeline.dag_id] = build_dag(_pipeline)
+globals().update(build_each(buildable_pipelines(), build_dag))

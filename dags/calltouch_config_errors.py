@@ -13,6 +13,6 @@ shown as this file's DAG warnings. Parsing reads the config only.
 
 from __future__ import annotations
 
-from calltouch_metrika.config import raise_config_errors
+from calltouch_metrika.dag_factory import raise_config_errors
 
 raise_config_errors()

@@ -18,8 +18,7 @@ from datetime import date
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TaskGroup
 
-from calltouch_metrika.config import load_valid_config
-from calltouch_metrika.dag_factory import default_args, local_midnight, pool_kwargs
+from calltouch_metrika.dag_factory import buildable_pipelines, default_args, local_midnight, pool_kwargs
 from calltouch_metrika.operators.calltouch_plans import PlansImportOperator
 from calltouch_metrika.sensors.calltouch import PlansImportStatusSensor
 
@@ -47,8 +46,7 @@ Manual run Params: **file** (only this plan file; empty = all), **dry_run** (val
 would be sent), **force** (send again even if already imported).
 """
 
-_config = load_valid_config()
-_with_plans = [p for p in _config.pipelines if p.plans_file]
+_with_plans = [p for p in buildable_pipelines() if p.plans_file]
 _files = sorted({str(p.plans_file) for p in _with_plans})
 _start = min((p.start_date for p in _with_plans), default=None)
 

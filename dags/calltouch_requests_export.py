@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from calltouch_metrika.config import Pipeline, cron_time_of_day, load_valid_config
+from calltouch_metrika.config import Pipeline, cron_time_of_day
 from calltouch_metrika.dag_factory import (
+    build_each,
+    buildable_pipelines,
     local_midnight,
     pipeline_default_args,
     pool_kwargs,
@@ -76,5 +78,4 @@ def build_dag(pipeline: Pipeline) -> DAG:
     return dag
 
 
-for _pipeline in requests_export_pipelines(load_valid_config().pipelines):
-    globals()[f"{DAG_ID_PREFIX}{_pipeline.name}"] = build_dag(_pipeline)
+globals().update(build_each(requests_export_pipelines(buildable_pipelines()), build_dag))

@@ -28,8 +28,12 @@ from typing import Any
 import pendulum
 from airflow.sdk import DAG, AssetAny, ObjectStoragePath, get_current_context, task
 
-from calltouch_metrika.config import load_valid_config
-from calltouch_metrika.dag_factory import default_args, requests_asset, requests_export_pipelines
+from calltouch_metrika.dag_factory import (
+    buildable_pipelines,
+    default_args,
+    requests_asset,
+    requests_export_pipelines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +79,7 @@ def summarise(paths: list[str]) -> dict[str, Any]:
 
 
 # The same Assets the requests export DAGs update (both build them with dag_factory.requests_asset).
-_PIPELINES = requests_export_pipelines(load_valid_config().pipelines)
+_PIPELINES = requests_export_pipelines(buildable_pipelines())
 _ASSETS = [requests_asset(p) for p in _PIPELINES]
 
 if _ASSETS:

@@ -98,13 +98,12 @@ def recent_day() -> date:
 
 
 def logical_date_for(day: date, tz: str = TZ) -> datetime:
-    """A logical date whose manual data interval (cron ``0 5 * * *``) is exactly local ``day``.
+    """The logical date that names local ``day``: its midnight on the pipeline's clock.
 
-    A manual run gets the last complete interval before its logical date: noon of the next day ->
-    ``[day 05:00, day+1 05:00)`` local, i.e. local day ``day``.
+    A manual logical date must name a day (``LocalDayTimetable``: a midnight, or "now"); any other
+    instant is refused.
     """
-    nxt = day + timedelta(days=1)
-    return datetime(nxt.year, nxt.month, nxt.day, 12, 0, tzinfo=ZoneInfo(tz))
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz))
 
 
 def write_config(

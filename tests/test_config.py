@@ -21,9 +21,9 @@ from calltouch_metrika.config import (
     cron_time_of_day,
     load_config,
     load_valid_config,
-    raise_config_errors,
     read_config,
 )
+from calltouch_metrika.dag_factory import raise_config_errors
 from calltouch_metrika.exceptions import ConfigError
 
 MINIMAL = """
@@ -216,6 +216,130 @@ def test_issue_13_examples_are_parse_time_errors(tmp_path: Path, extra: str, key
     assert words in msg, msg
 
 
+@pytest.mark.parametrize(
+    ("extra", "key", "words"),
+    [
+        # findings 7: values that passed and were wrong at run time
+        ("    price: {mode: fixed, value: true}\n", "price.value", "must be a number"),
+        ("    price: {mode: fixed, value: '1500'}\n", "price.value", "must be a number"),
+        ("    price: {mode: fixed, value: 1.0e-9}\n", "price", "uploaded as 0.00"),
+        ("    price: {mode: fixed, value: 1e-9}\n", "price", "uploaded as 0.00"),
+        ("    price: {mode: fixed, value: 10.005}\n", "price", "more than two decimals"),
+        (
+            "    price: {mode: orders, currency: XYZ}\n",
+            "price.currency",
+            "not an ISO 4217 code Metrika accepts",
+        ),
+        ("    price: {mode: orders, currency: rub}\n", "price.currency", "ISO 4217"),
+        ("    new_goal_name: '   '\n", "new_goal_name", "blank"),
+        ('    new_goal_name: "a\\nb"\n', "new_goal_name", "U+000A"),
+        ('    new_goal_name: "a\\0b"\n', "new_goal_name", "U+0000"),
+        ('    new_goal_name: "a\\u202eb"\n', "new_goal_name", "U+202E"),
+        ("    identifier: {type: ClientId, field: callId}\n", "identifier", "cannot hold a ClientId"),
+        ("    identifier: {type: ClientId, field: timestamp}\n", "identifier", "cannot hold a ClientId"),
+        ("    identifier: {type: UserId, field: duration}\n", "identifier", "cannot hold a UserId"),
+        ("    identifier: {type: Yclid, field: city}\n", "identifier", "cannot hold a Yclid"),
+        ("    identifier: {type: Yclid, field: 'city?yclid'}\n", "identifier", "from a URL column"),
+        ("    storage_root: 'nosuchproto://x'\n", "storage_root", "unknown protocol 'nosuchproto'"),
+        ("    plans_file: /etc/passwd\n", "plans_file", "plain file name inside the plans directory"),
+        ("    plans_file: ../../README.md\n", "plans_file", "plain file name"),
+        ("    plans_file: '.'\n", "plans_file", "plain file name"),
+        ("    plans_file: s3://bucket/plans.csv\n", "plans_file", "plain file name"),
+        # findings 1: values Airflow refuses when it builds the DAG
+        ("    start_date: 0001-01-01\n", "start_date", "outside 2000-01-01..2099-12-31"),
+        ("    start_date: 9999-12-31\n", "start_date", "outside"),
+        ("    start_date: 20261118\n", "start_date", "number of days back"),
+        ("    start_date: 2026/11/18\n", "start_date", "not a date YYYY-MM-DD"),
+        (f"    dag_tags: ['{'x' * 101}']\n", "dag_tags", "Airflow allows 100"),
+        ("    dag_tags: ['']\n", "dag_tags", "blank"),
+        ("    dag_tags: [1, 2]\n", "dag_tags.0", "valid string"),
+        ("    calltouch_conn_id: 'bad id'\n", "calltouch_conn_id", "should match pattern"),
+        ("    metrika_conn_id: ''\n", "metrika_conn_id", "should match pattern"),
+        ("    pool: ''\n", "pool", "should match pattern"),
+        ("    owner: '  '\n", "owner", "blank"),
+        # strict types: no bool for a number, no text for a flag, no float for a count
+        ("    retries: 2.0\n", "retries", "valid integer"),
+        ("    max_active_runs: '3'\n", "max_active_runs", "valid integer"),
+        ("    hash_phone_numbers: 'no'\n", "hash_phone_numbers", "valid boolean"),
+        ("    requests_export: {enabled: 'yes'}\n", "requests_export.enabled", "valid boolean"),
+        ("    status_poll_seconds: 0.0001\n", "status_poll_seconds", "greater than or equal to 0.1"),
+    ],
+)
+def test_values_wrong_at_run_time_are_parse_time_errors(
+    tmp_path: Path, extra: str, key: str, words: str
+) -> None:
+    own_start = extra.lstrip().startswith("start_date")
+    msg = error_of(
+        tmp_path, (MINIMAL.replace("    start_date: 2026-11-01\n", "") if own_start else MINIMAL) + extra
+    )
+    assert msg.startswith(f"pipelines.yaml: pipeline 'demo': key '{key}"), msg
+    assert words in msg, msg
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "    price: {mode: fixed, value: 1500}\n",
+        "    price: {mode: fixed, value: 0.01, currency: USD}\n",
+        "    price: {mode: fixed, value: 1e3}\n",  # YAML 1.2 float PyYAML reads as text
+        "    identifier: {type: Yclid, field: 'url?yclid'}\n",
+        "    identifier: {type: ClientId, field: 'callUrl?_ym_uid'}\n",
+        "    identifier: {type: UserId, field: ctClientId}\n",
+        "    storage_root: 'memory://bucket/data'\n",
+        "    new_goal_name: Звонок с сайта\n",
+    ],
+)
+def test_good_values_still_pass(tmp_path: Path, extra: str) -> None:
+    assert [p.name for p in load_config(write(tmp_path, MINIMAL + extra)).pipelines] == ["demo"]
+
+
+def test_a_future_start_date_warns(tmp_path: Path) -> None:
+    report = read_config(
+        write(tmp_path, MINIMAL.replace("2026-11-01", "2099-01-01")), today=date(2026, 11, 30)
+    )
+    assert report.errors == [] and [p.name for p in report.pipelines] == ["demo"]
+    assert report.warnings == [
+        "pipelines.yaml: pipeline 'demo': key 'start_date': start_date 2099-01-01 is in the future "
+        "(26330 day(s) from today): the DAG runs nothing until the day after it"
+    ]
+
+
+def test_a_pipeline_whose_dag_cannot_be_built_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    """The safety net behind validation (findings 1): Airflow's own refusal names the pipeline and key."""
+    from calltouch_metrika.config import Pipeline
+    from calltouch_metrika.dag_factory import build_each, config_report, pipeline_dag_errors
+
+    good = load_config(write(tmp_path, MINIMAL)).pipelines[0]
+    # a value validation would refuse, forced in: what Airflow says when the DAG is built
+    bad = good.model_copy(update={"name": "bad", "dag_tags": ["x" * 101]})
+    errors = pipeline_dag_errors(bad)
+    assert errors and errors[0].startswith("pipelines.yaml: pipeline 'bad': key 'dag_tags': ValueError: ")
+    old = good.model_copy(update={"name": "old", "start_date": date(1, 1, 1)})
+    assert pipeline_dag_errors(old)[0].startswith("pipelines.yaml: pipeline 'old': key 'start_date': ")
+    assert pipeline_dag_errors(good) == []
+    report = read_config(write(tmp_path, MINIMAL))
+    report.pipelines = [bad, good]
+    report = config_report(report)
+    assert [p.name for p in report.pipelines] == ["demo"] and report.broken == ["bad"]
+    assert isinstance(good, Pipeline)
+
+    # and a DAG file building each pipeline isolates one whose construction raises anyway
+    def build(p: Any) -> Any:
+        from airflow.sdk import DAG
+
+        with DAG(dag_id=p.dag_id, schedule=None, tags=list(p.dag_tags)) as dag:
+            if p.name == "bad":
+                raise RuntimeError("boom while wiring tasks")
+        return dag
+
+    with pytest.warns(ConfigWarning, match="pipeline 'bad': its DAG could not be built .*boom"):
+        dags = build_each([good.model_copy(update={"name": "bad"}), good], build)
+    assert list(dags) == [good.dag_id]
+    from airflow.sdk.definitions._internal.contextmanager import DagContext
+
+    assert not any(d.dag_id.endswith("__bad") for d, _ in DagContext.autoregistered_dags)
+
+
 def test_a_broken_pipeline_hides_only_itself(tmp_path: Path) -> None:
     report = read_config(write(tmp_path, MINIMAL + "    counter_idd: 5\n" + GOOD))
     assert [p.name for p in report.pipelines] == ["good"]
@@ -312,6 +436,18 @@ _BAD_VALUES: list[tuple[str, Any]] = [
     ("on_linkage_failure", "ignore"),
     ("storage_root", "   "),
     ("requests_export", {"enabled": True, "params": {"bogus": 1}}),
+    ("start_date", "0001-01-01"),
+    ("dag_tags", ["t" * 101]),
+    ("price", {"mode": "fixed", "value": True}),
+    ("price", {"mode": "fixed", "value": 1e-9}),
+    ("price", {"mode": "orders", "currency": "XYZ"}),
+    ("new_goal_name", "a\x00b"),
+    ("new_goal_name", "   "),
+    ("identifier", {"type": "ClientId", "field": "callId"}),
+    ("storage_root", "nosuchproto://x"),
+    ("plans_file", "../../README.md"),
+    ("site_id", True),
+    ("retries", 2.0),
 ]
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -76,6 +75,46 @@ LINKAGE_WINDOW_DAYS = 21
 MAX_GOAL_NAME = 255
 #: Largest fixed price per call accepted (a typo guard: 1e20 RUB per call is never meant).
 MAX_PRICE = 1_000_000_000
+#: Smallest fixed price per call: the CSV carries kopecks (two decimals), so less would upload 0.00.
+MIN_PRICE = 0.01
+#: Earliest and latest ``start_date`` accepted: outside, a date is a typo (``0001-01-01``, ``2999-...``)
+#: and Airflow cannot even build the DAG (OverflowError at 0001-01-01 in zones east of UTC).
+MIN_START_DATE = date(2000, 1, 1)
+MAX_START_DATE = date(2099, 12, 31)
+#: Airflow's limit on a DAG tag (``airflow.models.dag.TAG_MAX_LEN``): a longer tag fails the DAG file.
+MAX_TAG_LENGTH = 100
+#: Connection ids and pool names Airflow accepts (letters, digits, ``_ . -``; ``airflow.utils.helpers``).
+_AIRFLOW_ID = r"^[A-Za-z0-9_.\-]{1,250}$"
+#: ISO 4217 currency codes Metrika's ``Currency`` column takes (seed 000: "three-letter ISO 4217";
+#: the sandbox answers ``Invalid Currency`` to any other code, as Metrika does: api-notes §3.3).
+_CURRENCY_CODES = """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD
+    CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF
+    GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP
+    LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB
+    PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP
+    SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW
+    ZWL
+"""
+METRIKA_CURRENCIES = frozenset(_CURRENCY_CODES.split())
+#: Calls columns (or ``<URL column>?<param>``) each Metrika identifier may come from: a ClientId is
+#: Metrika's own visitor id (``yaClientId``), a UserId the site's user id, a Yclid a click id found
+#: in a URL. A column of another meaning (``callId``, ``timestamp``, ``duration``) would upload
+#: well-formed but wrong identifiers, so it is refused.
+URL_COLUMNS = ("url", "callUrl", "ref")
+IDENTIFIER_FIELDS: dict[str, tuple[str, ...]] = {
+    "ClientId": ("yaClientId",),
+    "UserId": (
+        "yaClientId",
+        "clientId",
+        "ctClientId",
+        "ctGlobalId",
+        "ctCallerId",
+        "sessionId",
+        "callerNumber",
+    ),
+    "Yclid": (),
+}
 #: Where plan files named without a directory live (same rule as the plans operator).
 PLANS_DIR_ENV = "CALLTOUCH_METRIKA_PLANS_DIR"
 #: Calls columns that can hold a visitor identifier (strings and integers of the calls table,
@@ -127,7 +166,23 @@ def expand_env(value: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    #: strict: ``true`` is not 1 and ``"3"`` is not 3 (``site_id: true`` used to become site 1).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def _check_text(v: str, what: str) -> str:
+    """A name shown to people: not blank, no control or invisible characters."""
+    if not v.strip():
+        raise ValueError(f"{what} is blank")
+    bad = _CONTROL.search(v)
+    if bad:
+        raise ValueError(f"{what} contains the control/invisible character U+{ord(bad.group()):04X}")
+    if v != v.strip():
+        raise ValueError(f"{what} {v!r} starts or ends with spaces")
+    return v
 
 
 class Identifier(_Strict):
@@ -149,7 +204,23 @@ class Identifier(_Strict):
             )
         if "?" in str(self.field) and not re.fullmatch(r"[A-Za-z0-9_.\-]+", param):
             raise ValueError(f"field {self.field!r}: bad query parameter name {param!r}")
+        allowed = IDENTIFIER_FIELDS[self.type]
+        if "?" in str(self.field):
+            if column not in URL_COLUMNS:
+                raise ValueError(
+                    f"field {self.field!r}: a query parameter is taken from a URL column "
+                    f"({', '.join(URL_COLUMNS)}), not {column!r}"
+                )
+        elif column not in allowed:
+            choices = [*allowed, *(f"{c}?<param>" for c in URL_COLUMNS)]
+            raise ValueError(
+                f"field {self.field!r} cannot hold a {self.type}: {column!r} means something else; "
+                f"use one of {', '.join(choices)}"
+            )
         return self
+
+
+_YAML12_EXP_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+")
 
 
 class Price(_Strict):
@@ -162,8 +233,20 @@ class Price(_Strict):
     @field_validator("currency")
     @classmethod
     def _iso_currency(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Z]{3}", v):
-            raise ValueError(f"currency must be an ISO 4217 code such as RUB, got {v!r}")
+        if v not in METRIKA_CURRENCIES:
+            raise ValueError(
+                f"currency {v!r} is not an ISO 4217 code Metrika accepts (e.g. RUB, USD, EUR; seed 000)"
+            )
+        return v
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        if isinstance(v, str) and _YAML12_EXP_FLOAT.fullmatch(v.strip()):
+            return float(v)  # ``1e20``: a number in YAML 1.2, text for PyYAML (it wants ``1.0e20``)
+        if isinstance(v, bool) or (v is not None and not isinstance(v, int | float)):
+            hint = " (quoted: write it without quotes)" if isinstance(v, str) else ""
+            raise ValueError(f"value must be a number, got {v!r}{hint}")
         return v
 
     @model_validator(mode="after")
@@ -172,6 +255,12 @@ class Price(_Strict):
             raise ValueError("mode 'fixed' needs a positive 'value'")
         if self.mode == "fixed" and self.value is not None and self.value > MAX_PRICE:
             raise ValueError(f"value {self.value:g} is more than {MAX_PRICE:,} per call: check the number")
+        if self.mode == "fixed" and self.value is not None and self.value < MIN_PRICE:
+            raise ValueError(f"value {self.value:g} is less than {MIN_PRICE} (it would be uploaded as 0.00)")
+        if self.mode == "fixed" and self.value is not None and abs(round(self.value, 2) - self.value) > 1e-9:
+            raise ValueError(
+                f"value {self.value!r} has more than two decimals; the upload carries {round(self.value, 2):.2f}"
+            )
         if self.mode != "fixed" and self.value is not None:
             raise ValueError(f"'value' is only used with mode 'fixed' (mode is {self.mode!r})")
         return self
@@ -318,9 +407,9 @@ class Pipeline(_Strict):
     """One Calltouch site feeding one Metrika counter: becomes DAG ``calltouch_calls_to_metrika__<name>``."""
 
     name: str = Field(pattern=r"^[a-z0-9_]+$", max_length=64)
-    calltouch_conn_id: str = "calltouch_default"
+    calltouch_conn_id: str = Field(default="calltouch_default", pattern=_AIRFLOW_ID)
     site_id: int = Field(gt=0, strict=True)
-    metrika_conn_id: str = "metrika_default"
+    metrika_conn_id: str = Field(default="metrika_default", pattern=_AIRFLOW_ID)
     counter_id: int = Field(gt=0, strict=True)
     timezone: str = "Europe/Moscow"
     schedule: str = "0 5 * * *"
@@ -335,18 +424,18 @@ class Pipeline(_Strict):
     hash_phone_numbers: bool = False
     max_active_runs: int = Field(default=3, ge=1, le=32)
     retries: int = Field(default=2, ge=0, le=20)
-    owner: str = "calltouch-metrika"
-    dag_tags: list[str] = Field(default_factory=lambda: ["calltouch", "metrika"])
+    owner: str = Field(default="calltouch-metrika", min_length=1, max_length=500)
+    dag_tags: list[str] = Field(default_factory=lambda: ["calltouch", "metrika"], max_length=50)
     #: Airflow pool the tasks that call Calltouch run in: it bounds how many wait on Calltouch's 5
     #: requests/s at once (4 slots with a shared rate-limit backend; 1 slot without one: README).
     #: The pool must exist (`make up` and docker compose create it); set null to run without one.
-    pool: str | None = CALLTOUCH_POOL
+    pool: str | None = Field(default=CALLTOUCH_POOL, pattern=_AIRFLOW_ID)
     #: Each run also re-reads this many local days before the day it sends, and uploads calls that
     #: arrived late (not yet in the counter's ledger); each extra day costs ceil(calls/1000) requests.
     lookback_days: int = Field(default=2, ge=0, le=20)
     #: The run of local day D sends day D - settle_days (manager tags and deals settle); 0 = at once.
     settle_days: int = Field(default=0, ge=0, le=20)
-    status_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    status_poll_seconds: float = Field(default=5.0, ge=0.1, le=3600)
     status_timeout_hours: float = Field(default=24.0, gt=0, le=168)
     plans_file: str | None = None
     requests_export: RequestsExport | None = None
@@ -373,12 +462,56 @@ class Pipeline(_Strict):
     def _schedule(cls, v: str) -> str:
         return _check_cron(v)
 
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _start_date(cls, v: Any) -> Any:
+        # YAML dates reach us as text (no implicit timestamps): parse them here, strictly ISO.
+        if isinstance(v, str):
+            try:
+                v = date.fromisoformat(v.strip())
+            except ValueError as exc:
+                raise ValueError(f"start_date {v!r} is not a date YYYY-MM-DD ({exc})") from None
+        if isinstance(v, date) and not MIN_START_DATE <= v <= MAX_START_DATE:
+            raise ValueError(f"start_date {v} is outside {MIN_START_DATE}..{MAX_START_DATE}: check the year")
+        return v
+
+    @field_validator("dag_tags")
+    @classmethod
+    def _tags(cls, v: list[str]) -> list[str]:
+        for tag in v:
+            _check_text(tag, "a tag")
+            if len(tag) > MAX_TAG_LENGTH:
+                raise ValueError(
+                    f"tag {tag[:20]!r}... is {len(tag)} characters; Airflow allows {MAX_TAG_LENGTH}"
+                )
+        return v
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str) -> str:
+        return _check_text(v, "owner")
+
+    @field_validator("new_goal_name")
+    @classmethod
+    def _goal(cls, v: str | None) -> str | None:
+        return None if v is None else _check_text(v, "new_goal_name")
+
     @field_validator("storage_root")
     @classmethod
     def _root(cls, v: str) -> str:
         v = expand_env(v).strip()
         if not v:
             raise ValueError("storage_root is empty")
+        protocol = v.partition("::")[0].split("://", 1)[0] if "://" in v else None
+        if protocol is not None:
+            import fsspec  # light: Airflow imports it anyway
+
+            known = set(fsspec.available_protocols())
+            if protocol not in known:
+                raise ValueError(
+                    f"storage_root {v!r}: unknown protocol {protocol!r} (fsspec knows e.g. file, s3, gcs, "
+                    "abfs, sftp; install the filesystem's package if it is a real one)"
+                )
         return v
 
     @field_validator("filters")
@@ -398,10 +531,14 @@ class Pipeline(_Strict):
     @field_validator("plans_file")
     @classmethod
     def _plans_file(cls, v: str | None) -> str | None:
-        if v is None or "://" in v:  # a remote file is checked when the task reads it
+        if v is None:
             return v
-        p = Path(v).expanduser()
-        p = p if p.is_absolute() else plans_dir() / p
+        if "://" in v or "/" in v or "\\" in v or v in (".", "..") or v.startswith("~") or not v.strip():
+            raise ValueError(
+                f"plans_file {v!r} must be a plain file name inside the plans directory ({plans_dir()}), "
+                "e.g. plans_12345.csv"
+            )
+        p = plans_dir() / v
         if not p.is_file():
             raise ValueError(f"plan file {v!r} does not exist (looked for {p})")
         return v
@@ -415,6 +552,11 @@ class Pipeline(_Strict):
         """A warning when ``start_date`` lies before Metrika's linkage window, else None."""
         today = today or date.today()
         before = (today - self.start_date).days - LINKAGE_WINDOW_DAYS
+        if self.start_date > today:
+            return (
+                f"start_date {self.start_date} is in the future ({(self.start_date - today).days} day(s) from "
+                f"today): the DAG runs nothing until the day after it"
+            )
         if before <= 0:
             return None
         return (
@@ -632,24 +774,3 @@ def load_valid_config(path: str | os.PathLike[str] | None = None) -> PipelinesCo
     The errors are shown by ``dags/calltouch_config_errors.py`` as its import error.
     """
     return PipelinesConfig(pipelines=read_config(path).pipelines)
-
-
-def raise_config_errors(path: str | os.PathLike[str] | None = None) -> ConfigReport:
-    """Emit each warning as a :class:`ConfigWarning`, then raise one :class:`ConfigError` listing every error.
-
-    Called by ``dags/calltouch_config_errors.py``: Airflow shows the exception as that file's import
-    error in the UI and the warnings as its DAG warnings.
-
-    :raises ConfigError: the file has errors; the message lists them all.
-    """
-    report = read_config(path)
-    for message in report.warnings:
-        warnings.warn(message, ConfigWarning, stacklevel=2)
-    if report.errors:
-        loaded = ", ".join(p.name for p in report.pipelines) or "none"
-        header = f"{len(report.errors)} error(s) in {report.file}; "
-        if report.broken:
-            header += f"pipeline(s) not loaded: {', '.join(report.broken)}; "
-        header += f"pipeline(s) loaded: {loaded}"
-        raise ConfigError(header + "\n" + "\n".join(report.errors))
-    return report

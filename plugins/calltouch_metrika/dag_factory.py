@@ -8,8 +8,10 @@ This module is not a DAG file: it lives in the package so that a DAG file never 
 
 from __future__ import annotations
 
+import os
 import urllib.parse
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,20 +21,27 @@ from airflow.sdk import Asset
 from calltouch_metrika.storage import root_path
 
 if TYPE_CHECKING:
-    from calltouch_metrika.config import Pipeline
+    from airflow.sdk import DAG
+
+    from calltouch_metrika.config import ConfigReport, Pipeline
 
 __all__ = [
     "CALLS_ASSET_PREFIX",
     "LINKAGE_ASSET_PREFIX",
     "REQUESTS_ASSET_PREFIX",
     "RETRY_DELAY",
+    "build_each",
+    "buildable_pipelines",
     "calls_asset",
+    "config_report",
     "default_args",
     "linkage_asset",
     "local_midnight",
     "notify_callbacks",
+    "pipeline_dag_errors",
     "pipeline_default_args",
     "pool_kwargs",
+    "raise_config_errors",
     "requests_asset",
     "requests_export_pipelines",
 ]
@@ -118,6 +127,110 @@ def requests_asset(pipeline: Pipeline) -> Asset:
     )
 
 
+def pipeline_dag_errors(pipeline: Pipeline, *, file: str = "pipelines.yaml") -> list[str]:
+    """What would stop Airflow from building this pipeline's DAGs, one message per problem, else ``[]``.
+
+    Builds the DAG-level objects of its calls (and requests) DAG without tasks, step by step, so a
+    value that passed validation but that Airflow refuses (a tag, a date its clock cannot hold, a
+    time zone) names its key: ``pipelines.yaml: pipeline 'shop': key 'dag_tags': ValueError: ...``.
+    """
+    from airflow.sdk import DAG
+
+    from calltouch_metrika.config import cron_time_of_day
+    from calltouch_metrika.timetables import LocalDayTimetable
+
+    errors: list[str] = []
+
+    def step(key: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # any failure is reported; the other pipelines still load
+            errors.append(f"{file}: pipeline {pipeline.name!r}: key {key!r}: {type(exc).__name__}: {exc}")
+
+    def start() -> object:
+        return local_midnight(pipeline.start_date, pipeline.timezone).astimezone(pendulum.UTC)
+
+    step("schedule", lambda: LocalDayTimetable(at=pipeline.schedule_at, timezone=pipeline.timezone))
+    step("start_date", start)
+    step(
+        "dag_tags",
+        lambda: DAG(dag_id=pipeline.dag_id, schedule=None, tags=list(pipeline.dag_tags), auto_register=False),
+    )
+    step("notify" if pipeline.notify is not None else "owner", lambda: pipeline_default_args(pipeline))
+    export = pipeline.requests_export
+    if export is not None and export.enabled:
+        step("requests_export", lambda: cron_time_of_day(export.schedule or pipeline.schedule))
+        step("storage_root", lambda: requests_asset(pipeline))
+    if not errors:
+        step(
+            "(pipeline)",
+            lambda: DAG(
+                dag_id=pipeline.dag_id,
+                schedule=LocalDayTimetable(at=pipeline.schedule_at, timezone=pipeline.timezone),
+                start_date=local_midnight(pipeline.start_date, pipeline.timezone),
+                max_active_runs=pipeline.max_active_runs,
+                default_args=pipeline_default_args(pipeline),
+                tags=list(pipeline.dag_tags),
+                auto_register=False,
+            ),
+        )
+    return errors
+
+
+def buildable_pipelines(path: str | None = None) -> list[Pipeline]:
+    """The pipelines every DAG file builds: valid (:func:`~calltouch_metrika.config.read_config`) and
+    with no :func:`pipeline_dag_errors`. The others are shown by ``dags/calltouch_config_errors.py``."""
+    from calltouch_metrika.config import read_config
+
+    return config_report(read_config(path)).pipelines
+
+
+def config_report(report: ConfigReport) -> ConfigReport:
+    """``report`` with each valid pipeline whose DAGs cannot be built moved to its errors."""
+    keep: list[Pipeline] = []
+    for pipeline in report.pipelines:
+        problems = pipeline_dag_errors(pipeline, file=report.file)
+        if problems:
+            report.errors.extend(problems)
+            report.broken.append(pipeline.name)
+        else:
+            keep.append(pipeline)
+    report.pipelines = keep
+    return report
+
+
+def build_each(
+    pipelines: Iterable[Pipeline], build: Callable[[Pipeline], DAG], *, file: str = "pipelines.yaml"
+) -> dict[str, DAG]:
+    """``{dag_id: dag}`` of ``build(pipeline)`` for each pipeline; one that raises is left out.
+
+    Isolation (issue 13 §1): a pipeline whose DAG construction raises hides only itself; the failure
+    is emitted as a :class:`~calltouch_metrika.config.ConfigWarning` naming the pipeline, and any
+    half-built DAG Airflow auto-registered for it is dropped.
+    """
+    from airflow.sdk.definitions._internal.contextmanager import DagContext
+
+    from calltouch_metrika.config import ConfigWarning
+
+    dags: dict[str, DAG] = {}
+    for pipeline in pipelines:
+        before = set(DagContext.autoregistered_dags)
+        try:
+            dag = build(pipeline)
+        except Exception as exc:  # one pipeline's failure must not take the file's other DAGs down
+            for entry in set(DagContext.autoregistered_dags) - before:
+                DagContext.autoregistered_dags.discard(entry)
+            warnings.warn(
+                f"{file}: pipeline {pipeline.name!r}: its DAG could not be built and is not loaded: "
+                f"{type(exc).__name__}: {exc}",
+                ConfigWarning,
+                stacklevel=2,
+            )
+            continue
+        dags[dag.dag_id] = dag
+    return dags
+
+
 def _asset_uri(directory: Any) -> str:
     """A dataset directory as an Asset URI, without any connection id (``s3://conn@b/..`` -> ``s3://b/..``)."""
     parts = urllib.parse.urlsplit(str(directory))
@@ -162,3 +275,26 @@ def linkage_asset(pipeline: Pipeline) -> Asset:
         counter_id=pipeline.counter_id,
         partitioning="date=YYYY-MM-DD/{pipeline}.upload-{id}.parquet",
     )
+
+
+def raise_config_errors(path: str | os.PathLike[str] | None = None) -> ConfigReport:
+    """Emit each warning as a :class:`ConfigWarning`, then raise one :class:`ConfigError` listing every error.
+
+    Called by ``dags/calltouch_config_errors.py``: Airflow shows the exception as that file's import
+    error in the UI and the warnings as its DAG warnings.
+
+    :raises ConfigError: the file has errors; the message lists them all.
+    """
+    from calltouch_metrika.config import ConfigError, ConfigWarning, read_config
+
+    report = config_report(read_config(path))
+    for message in report.warnings:
+        warnings.warn(message, ConfigWarning, stacklevel=2)
+    if report.errors:
+        loaded = ", ".join(p.name for p in report.pipelines) or "none"
+        header = f"{len(report.errors)} error(s) in {report.file}; "
+        if report.broken:
+            header += f"pipeline(s) not loaded: {', '.join(report.broken)}; "
+        header += f"pipeline(s) loaded: {loaded}"
+        raise ConfigError(header + "\n" + "\n".join(report.errors))
+    return report

@@ -7,21 +7,24 @@ interval *before* a manual date, and on daylight-saving days can produce a zero-
 explicit:
 
 * the run for local day ``D`` of the pipeline's time zone has the data interval
-  ``[D 00:00, D+1 00:00)`` on that clock (23, 24 or 25 hours long), its logical date is ``D 00:00``
-  local, and it starts at ``at`` (e.g. ``05:00``) on ``D+1``, local time, so the day has ended;
-* a time of day that does not exist on ``D+1`` (inside a spring-forward gap) is moved forward by the
-  gap (02:30 -> 03:30); a time that occurs twice (fall-back) starts the run at its first occurrence;
+  [first instant of ``D``, first instant of ``D+1``): ``[D 00:00, D+1 00:00)`` on that clock (23, 24
+  or 25 hours long; where the clock goes back at midnight the repeated hour belongs to the later
+  day, where midnight does not exist the day begins at the end of the gap); its logical date is
+  the interval start, and it starts at ``at`` (e.g. ``05:00``) on ``D+1``, local time, so the day
+  has ended;
+* a time of day that does not exist on ``D+1`` (inside a spring-forward gap) starts the run at the
+  end of the gap (02:30 -> 03:00); a time that occurs twice (fall-back) at its first occurrence;
 * :meth:`LocalDayTimetable.generate_run_id` names runs by the day: the scheduler's runs are
   ``scheduled__2026-11-29``, UI/REST manual runs ``manual__2026-11-29__<trigger time>``. Airflow 3.3.2
   does not ask the timetable for backfill runs (``backfill__<run_after>``, models/backfill.py) nor for
   ``dags test`` runs (``manual__<now>``); their data interval and task summaries still name the day.
 
-**Which day a bound or a manual logical date names** (:func:`named_day`): a midnight of the
-pipeline's time zone names that day; otherwise a datetime that is exactly midnight on its own
-clock (``airflow dags test DAG 2026-11-29`` and ``airflow backfill create --from-date 2026-11-20``
-pass ``2026-11-29T00:00:00+00:00``) names its calendar date. Any other instant (the UI's default
-"now") names no day: a manual run then processes the **last complete local day** before it, and a
-backfill bound is rounded to the day it falls in.
+**Which day a manual logical date names** (:func:`named_day`, README "Choosing the day"): the first
+instant of a local day of the pipeline's zone (its midnight) names that day; a datetime that is
+exactly midnight on its own clock (``airflow dags test DAG 2026-11-29`` passes
+``2026-11-29T00:00:00+00:00``) names its calendar date; the current time (the UI's default "now",
+within :data:`NOW_TOLERANCE`) means the **last complete local day**; any other instant is an error
+naming it (no day is guessed). A backfill bound that names no day is rounded to the day it falls in.
 
 This module is imported while DAG files are parsed and by the scheduler, dag-processor and
 api-server through the plugin ``plugins/calltouch_metrika_plugin.py``; it stays light.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import pendulum
 from airflow.timetables.base import DagRunInfo, DataInterval, Timetable
@@ -49,12 +53,48 @@ def _tz(timezone: Any) -> Any:
     return pendulum.timezone(timezone) if isinstance(timezone, str) else timezone
 
 
+def _zone(timezone: Any) -> ZoneInfo:
+    """A :class:`zoneinfo.ZoneInfo` for a name or a tz object (pendulum's time zones are ZoneInfo)."""
+    if isinstance(timezone, ZoneInfo):
+        return timezone
+    return ZoneInfo(str(getattr(timezone, "name", None) or timezone))
+
+
+def first_instant(wall: dt.datetime, timezone: Any) -> pendulum.DateTime:
+    """The first instant whose local wall time (in ``timezone``) is ``wall`` or later, in UTC.
+
+    ``wall`` is naive. A wall time that occurs twice (fall-back) gives its first occurrence; one
+    inside a spring-forward gap (it does not exist) gives the end of the gap, the transition instant.
+    So ``first_instant(D 00:00)`` is where local day D begins in every zone, also where the clock
+    goes back at midnight (America/Havana) or midnight does not exist (America/Santiago).
+    """
+    zone = _zone(timezone)
+    candidates = [wall.replace(tzinfo=zone, fold=f).astimezone(dt.UTC) for f in (0, 1)]
+    exact = [u for u in candidates if u.astimezone(zone).replace(tzinfo=None) == wall]
+    if exact:
+        return pendulum.instance(min(exact))
+    # In a gap: the wall time is skipped; the answer is the transition, the smallest instant whose
+    # wall time is >= ``wall``. It lies between the two candidates; offsets are whole seconds.
+    lo, hi = (int(u.timestamp()) for u in sorted(candidates))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if dt.datetime.fromtimestamp(mid, zone).replace(tzinfo=None) >= wall:
+            hi = mid
+        else:
+            lo = mid + 1
+    return pendulum.from_timestamp(lo, tz="UTC")
+
+
 def day_interval(day: dt.date, timezone: Any) -> DataInterval:
-    """The data interval of local ``day``: ``[day 00:00, day+1 00:00)`` in ``timezone``, as UTC datetimes."""
-    tz = _tz(timezone)
-    start = pendulum.datetime(day.year, day.month, day.day, tz=tz)
+    """The data interval of local ``day``: [first instant of ``day``, first instant of ``day`` + 1) in UTC.
+
+    Usually ``[day 00:00, day+1 00:00)`` on the zone's clock (23, 24 or 25 hours long); where the
+    clock goes back at midnight the repeated hour belongs to the later day, where midnight does
+    not exist the day begins at the end of the gap (:func:`first_instant`).
+    """
     nxt = day + dt.timedelta(days=1)
-    end = pendulum.datetime(nxt.year, nxt.month, nxt.day, tz=tz)
+    start = first_instant(dt.datetime(day.year, day.month, day.day), timezone)
+    end = first_instant(dt.datetime(nxt.year, nxt.month, nxt.day), timezone)
     return DataInterval(start=start.in_timezone("UTC"), end=end.in_timezone("UTC"))
 
 
@@ -79,19 +119,37 @@ def _is_midnight(value: dt.datetime) -> bool:
     return (value.hour, value.minute, value.second, value.microsecond) == (0, 0, 0, 0)
 
 
+#: How far a manual logical date may lie from the current time to mean "now" (the UI's default):
+#: the form is filled in when it opens, and a minute may pass before it is sent.
+NOW_TOLERANCE = dt.timedelta(hours=1)
+NOW_AHEAD = dt.timedelta(minutes=5)
+
+HOW_TO_NAME_A_DAY = (
+    "name a day by its midnight: `airflow dags test <dag> {day}` (a bare date) or, on the Trigger form, "
+    "the logical date {day} 00:00 (UTC or {tz}) for day {day}; leave it at 'now' for the last complete day"
+)
+
+
 def named_day(value: dt.datetime, timezone: Any) -> dt.date | None:
     """The local day a bound or a manual logical date names, or None if it is just an instant.
 
-    A midnight of ``timezone`` names that day; else a datetime that is midnight on its own clock
-    (``2026-11-29T00:00:00+00:00`` as the CLI passes a bare date) names its calendar date.
+    The rule (README, "Choosing the day"):
+
+    * the first instant of local day D in ``timezone`` (D 00:00, or the end of the gap where
+      midnight does not exist) names D: a scheduled run's own logical date, or midnight picked on
+      the Trigger form in the pipeline's zone;
+    * else a datetime that is exactly midnight on its own clock names its calendar date: the CLI
+      turns a bare date (``airflow dags test DAG 2026-11-29``, ``backfill --from-date``) into
+      ``2026-11-29T00:00:00+00:00``; no zone's midnight is another date's UTC midnight.
+
+    Anything else (``2026-11-29T12:00``, the UI's "now") names no day.
     """
-    tz = _tz(timezone)
-    local = pendulum.instance(value).in_timezone(tz)
-    if _is_midnight(local):
-        return local.date()
-    own = pendulum.instance(value)
-    if _is_midnight(own):
-        return own.date()
+    instant = pendulum.instance(value)
+    local_date = instant.in_timezone(_tz(timezone)).date()
+    if instant == day_interval(local_date, timezone).start:
+        return local_date
+    if _is_midnight(instant):
+        return instant.date()
     return None
 
 
@@ -141,16 +199,13 @@ class LocalDayTimetable(Timetable):
         return pendulum.instance(value).in_timezone(self._tz).date()
 
     def run_after(self, day: dt.date) -> DateTime:
-        """When the run for ``day`` starts: ``at`` on the next day, local time (first occurrence; after a gap)."""
+        """When the run for ``day`` starts: the first instant at or after ``at`` on the next day, local time.
+
+        A repeated wall time (fall-back) gives its first occurrence; one inside a spring-forward gap
+        gives the end of the gap (:func:`first_instant`). Always at or after the end of ``day``.
+        """
         nxt = day + dt.timedelta(days=1)
-        naive = dt.datetime.combine(nxt, self._time)
-        # First occurrence of a repeated wall time (fold=0); a wall time inside a spring-forward gap
-        # does not exist, and then the first instant after the gap (fold=1 shifts it forward).
-        args = (naive.year, naive.month, naive.day, naive.hour, naive.minute)
-        local = pendulum.datetime(*args, tz=self._tz, fold=0)
-        if (local.hour, local.minute) != (naive.hour, naive.minute):
-            local = pendulum.datetime(*args, tz=self._tz, fold=1)
-        return local.in_timezone("UTC")
+        return first_instant(dt.datetime.combine(nxt, self._time), self._tz).in_timezone("UTC")
 
     def day_info(self, day: dt.date) -> DagRunInfo:
         """The run of local ``day``: its interval, logical date (interval start) and start time."""
@@ -189,12 +244,31 @@ class LocalDayTimetable(Timetable):
             return None
         return self.day_info(day)
 
+    def last_complete_day(self, now: dt.datetime) -> dt.date:
+        """The last local day that has ended at ``now`` (the day before ``now``'s local date)."""
+        day = self.local_date(now)
+        return day - dt.timedelta(days=1)
+
     def infer_manual_data_interval(self, *, run_after: DateTime) -> DataInterval:
-        """The day a manual logical date names; for a plain instant ("now"), the last complete local day."""
+        """The day a manual logical date names (:func:`named_day`); "now" gives the last complete day.
+
+        :raises ValueError: the logical date is neither a day's midnight nor the current time (within
+            :data:`NOW_TOLERANCE`): it does not say which day, so no day is guessed; the message names
+            the instant, the days it falls between and how to name one.
+        """
         day = named_day(run_after, self._tz)
-        if day is None:
-            day = self.local_date(run_after) - dt.timedelta(days=1)
-        return day_interval(day, self._tz)
+        if day is not None:
+            return day_interval(day, self._tz)
+        instant = pendulum.instance(run_after)
+        now = pendulum.now("UTC")
+        if now - NOW_TOLERANCE <= instant <= now + NOW_AHEAD:
+            return day_interval(self.last_complete_day(instant), self._tz)
+        local = instant.in_timezone(self._tz)
+        raise ValueError(
+            f"the logical date {instant.isoformat()} ({local.isoformat()} in {self.timezone}) names no day: "
+            "it is neither a midnight nor the current time, and no day is guessed; "
+            + HOW_TO_NAME_A_DAY.format(day=local.date(), tz=self.timezone)
+        )
 
     def generate_run_id(
         self,

@@ -145,3 +145,46 @@ def test_a_file_level_error_is_one_import_error(tmp_path: Path, monkeypatch: pyt
     assert sorted(bag.dags) == ["calltouch_plans_import"]  # with no plan file: its no-op task
     (message,) = bag.import_errors.values()
     assert "pipelines.yaml: not valid YAML" in message
+
+
+@pytest.mark.parametrize(
+    ("bad_lines", "key"),
+    [
+        (f"    dag_tags: ['{'t' * 101}']\n", "dag_tags"),
+        ("    start_date: 0001-01-01\n", "start_date"),
+        ("    price: {mode: fixed, value: true}\n", "price.value"),
+        ("    storage_root: 'nosuchproto://x'\n", "storage_root"),
+    ],
+)
+def test_a_pipeline_airflow_would_refuse_hides_only_itself_in_every_dag_file(
+    bad_lines: str, key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Findings 1: the calls, requests, plans and consumer DAGs of the healthy pipeline all load."""
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "p.csv").write_text("site_id,metric,date_from,date_to,value\n", encoding="utf-8")
+    cfg = tmp_path / "pipelines.yaml"
+    cfg.write_text(
+        "pipelines:\n"
+        "  - name: good\n    site_id: 10001\n    counter_id: 20001\n    start_date: 2026-11-18\n"
+        "    requests_export: {enabled: true}\n    plans_file: p.csv\n"
+        "  - name: bad\n    site_id: 10002\n    counter_id: 20002\n"
+        "    requests_export: {enabled: true}\n    plans_file: p.csv\n"
+        + ("" if key == "start_date" else "    start_date: 2026-11-18\n")
+        + bad_lines,
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(cfg))
+    monkeypatch.setenv("CALLTOUCH_METRIKA_PLANS_DIR", str(plans))
+    bag = _bag(DAGS)
+    assert sorted(bag.dags) == [
+        "calltouch_calls_to_metrika__good",
+        "calltouch_plans_import",
+        "calltouch_requests_export__good",
+        "example_requests_consumer",
+    ]
+    assert [t.task_id for t in bag.dags["calltouch_plans_import"].tasks if t.task_id.startswith("bad")] == []
+    assert [Path(f).name for f in bag.import_errors] == ["calltouch_config_errors.py"]
+    (message,) = bag.import_errors.values()
+    assert "pipeline(s) not loaded: bad; pipeline(s) loaded: good" in message
+    assert f"pipelines.yaml: pipeline 'bad': key '{key}'" in message

@@ -314,8 +314,8 @@ def test_dag_test_writes_the_day_and_records_the_asset_event(
 
     dags = load_bag(EXPORT_FILE, CONSUMER_FILE)
     dag = dags["calltouch_requests_export__leads"]
-    # Run after 2026-11-20 06:30 Moscow: the interval is [11-19 06:30, 11-20 06:30) -> local day 11-19.
-    dr = dag.test(logical_date=pendulum.datetime(2026, 11, 20, 7, 0, tz=TZ))
+    # The logical date names the day: 19 November 00:00 on the pipeline's clock -> local day 11-19.
+    dr = dag.test(logical_date=pendulum.datetime(2026, 11, 19, tz=TZ))
     assert dr.state == DagRunState.SUCCESS
 
     day = date(2026, 11, 19)
@@ -361,7 +361,7 @@ def test_dag_test_empty_day(sandbox: Any, airflow_db: Path, config_file: Path, s
 
     sandbox.reset(requests_per_day=0)
     dag = load_bag(EXPORT_FILE)["calltouch_requests_export__leads"]
-    dr = dag.test(logical_date=pendulum.datetime(2026, 11, 18, 7, 0, tz=TZ))
+    dr = dag.test(logical_date=pendulum.datetime(2026, 11, 17, tz=TZ))
     assert dr.state == DagRunState.SUCCESS
     file = (
         storage_root / "calltouch" / "requests" / f"site={SITE_ID}" / "date=2026-11-17" / "requests.parquet"
@@ -434,7 +434,7 @@ def test_consumer_reads_the_files_named_by_its_triggering_events(
 
     dags = load_bag(EXPORT_FILE, CONSUMER_FILE)
     export = dags["calltouch_requests_export__leads"]
-    runs = [export.test(logical_date=pendulum.datetime(2026, 11, d, 7, 0, tz=TZ)) for d in (12, 13)]
+    runs = [export.test(logical_date=pendulum.datetime(2026, 11, d, tz=TZ)) for d in (11, 12)]
     assert [r.state for r in runs] == [DagRunState.SUCCESS] * 2
     with create_session() as session:
         event_ids = list(

@@ -9,6 +9,7 @@ of the serialized DAG; a real ``airflow backfill create`` and ``airflow dags tes
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,8 @@ def test_every_local_day_gets_exactly_one_run_in_order_over_more_than_a_year(
         lengths.add((end - start).in_hours())
         run_after = pendulum.instance(info.run_after).in_timezone(zone)
         assert run_after > end and run_after.date() == day + dt.timedelta(days=1)  # after the day ended
-        if (run_after.hour, run_after.minute) != (hh, mm):  # only inside the skipped hour: after the gap
-            assert (run_after.hour, run_after.minute) == (hh + 1, mm)
+        if (run_after.hour, run_after.minute) != (hh, mm):  # only inside the skipped hour: its end
+            assert (run_after.hour, run_after.minute) == (hh + 1, 0)
     runs_after = [i.run_after for i in infos]
     assert runs_after == sorted(runs_after) and len(set(runs_after)) == len(runs_after)
     assert lengths == ({24} if tz == "Europe/Moscow" else {23, 24, 25})
@@ -75,8 +76,8 @@ def test_every_local_day_gets_exactly_one_run_in_order_over_more_than_a_year(
 
 def test_run_times_on_the_transition_days() -> None:
     berlin = LocalDayTimetable(at="02:30", timezone="Europe/Berlin")
-    # the run of 28 March starts on 29 March, whose 02:30 does not exist: 03:30 CEST, just after the gap
-    assert berlin.run_after(dt.date(2026, 3, 28)).isoformat() == "2026-03-29T01:30:00+00:00"
+    # the run of 28 March starts on 29 March, whose 02:30 does not exist: 03:00 CEST, the end of the gap
+    assert berlin.run_after(dt.date(2026, 3, 28)).isoformat() == "2026-03-29T01:00:00+00:00"
     # the run of 24 October starts at the first 02:30 of 25 October (CEST)
     assert berlin.run_after(dt.date(2026, 10, 24)).isoformat() == "2026-10-25T00:30:00+00:00"
     ny = LocalDayTimetable(at="01:30", timezone="America/New_York")
@@ -107,27 +108,146 @@ def test_manual_runs_on_both_transition_days_process_the_day_named(
             # "now" during the transition day: the last complete day, never a zero-length interval
             for hour in range(1, 24):
                 now = pendulum.datetime(day.year, day.month, day.day, hour, 17, tz="UTC")
-                interval = tt.infer_manual_data_interval(run_after=now)
                 local_now = now.in_timezone(tz).date()
-                assert interval == day_interval(local_now - dt.timedelta(days=1), tz)
-                assert interval.end > interval.start
+                assert tt.last_complete_day(now) == local_now - dt.timedelta(days=1)
+                interval = day_interval(tt.last_complete_day(now), tz)
+                assert interval.end > interval.start and interval.end <= now
 
 
 def test_issue_examples_of_manual_runs() -> None:
     berlin = LocalDayTimetable(at="02:30", timezone="Europe/Berlin")
-    # 2026-03-29T01:45Z is 03:45 CEST on the 29th, which has not ended: the last complete day is the 28th
-    assert berlin.infer_manual_data_interval(run_after=pendulum.datetime(2026, 3, 29, 1, 45)) == day_interval(
-        dt.date(2026, 3, 28), "Europe/Berlin"
-    )
-    # 2026-10-25T00:30Z is 02:30 CEST on the 25th: the 24th (it used to extract the 23rd)
-    assert berlin.infer_manual_data_interval(
-        run_after=pendulum.datetime(2026, 10, 25, 0, 30)
-    ) == day_interval(dt.date(2026, 10, 24), "Europe/Berlin")
+    # 2026-03-29T01:45Z (03:45 CEST) names no day: an error naming it, not a guessed day (findings 3)
+    with pytest.raises(ValueError, match=r"2026-03-29T01:45:00\+00:00 .* names no day"):
+        berlin.infer_manual_data_interval(run_after=pendulum.datetime(2026, 3, 29, 1, 45))
+    # ... while "now" on that day is the last complete day
+    assert berlin.last_complete_day(pendulum.datetime(2026, 3, 29, 1, 45)) == dt.date(2026, 3, 28)
+    assert berlin.last_complete_day(pendulum.datetime(2026, 10, 25, 0, 30)) == dt.date(2026, 10, 24)
     moscow = LocalDayTimetable(at="05:00", timezone="Europe/Moscow")
     # `airflow dags test DAG 2026-11-29` -> 29 November (it used to process the 27th)
     assert moscow.infer_manual_data_interval(run_after=pendulum.datetime(2026, 11, 29)) == day_interval(
         dt.date(2026, 11, 29), "Europe/Moscow"
     )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-29T00:00:01Z",  # a second after UTC midnight: used to give day 27
+        "2026-11-28T21:00:00Z",  # midnight of the 29th in a Moscow browser: used to give day 27
+        "2026-11-29T12:00:00Z",  # `airflow dags test DAG 2026-11-29T12:00`: used to give day 28
+        "2026-11-29T05:00:00+03:00",  # the former cron tick
+    ],
+)
+def test_a_logical_date_that_names_no_day_fails_naming_it(value: str) -> None:
+    """Findings 3: never silently a different day; the message names the instant and how to name a day."""
+    tt = LocalDayTimetable(at="05:00", timezone="America/New_York")
+    instant = pendulum.parse(value)
+    with pytest.raises(ValueError) as exc:
+        tt.infer_manual_data_interval(run_after=instant)
+    msg = str(exc.value)
+    assert instant.isoformat() in msg and "names no day" in msg
+    assert "airflow dags test <dag> 2026-11-" in msg and "'now'" in msg
+
+
+def test_now_is_the_last_complete_day() -> None:
+    for tz in ("America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe", "Europe/Moscow"):
+        tt = LocalDayTimetable(at="05:00", timezone=tz)
+        now = pendulum.now("UTC")
+        yesterday = now.in_timezone(tz).date() - dt.timedelta(days=1)
+        for instant in (now, now - dt.timedelta(minutes=30), now + dt.timedelta(minutes=1)):
+            assert tt.infer_manual_data_interval(run_after=instant) == day_interval(yesterday, tz)
+
+
+# Zones whose transitions are at midnight (Havana, Santiago, Asuncion, Cairo, Beirut), 30 minutes
+# long (Lord_Howe), at odd offsets (Kathmandu, Chatham), crossing midnight (Scoresbysund), plus the
+# usual ones: every local day is [first instant of D, first instant of D+1).
+EDGE_ZONES = [
+    "America/Havana",
+    "America/Santiago",
+    "America/Asuncion",
+    "Africa/Cairo",
+    "Asia/Beirut",
+    "Australia/Lord_Howe",
+    "Asia/Kathmandu",
+    "Pacific/Chatham",
+    "America/Scoresbysund",
+    "Europe/Berlin",
+    "America/New_York",
+    "UTC",
+]
+
+
+def _first_instant_by_scan(day: dt.date, tz: str) -> pendulum.DateTime:
+    """The first instant whose local date is ``day``, by a minute scan (independent of the code)."""
+    zone = pendulum.timezone(tz)
+    t = pendulum.datetime(day.year, day.month, day.day, tz="UTC").subtract(hours=15)
+    while t.in_timezone(zone).date() < day:
+        t = t.add(minutes=15)
+    step = t.subtract(minutes=15)
+    while step.in_timezone(zone).date() < day:
+        step = step.add(seconds=60)
+    return step
+
+
+@pytest.mark.parametrize("at", ["00:00", "00:30", "23:30"])
+@pytest.mark.parametrize("tz", EDGE_ZONES)
+def test_every_day_is_first_instant_to_first_instant_and_runs_after_it_ends(tz: str, at: str) -> None:
+    """Findings 2 and 12: midnight fall-back/spring-forward, 30-minute DST, odd offsets; 2025 to 2026."""
+    tt = LocalDayTimetable(at=at, timezone=tz)
+    first, last = dt.date(2025, 1, 1), dt.date(2026, 1, 10)
+    infos = _iterate(tt, first, last)
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    assert [tt.local_date(i.data_interval.start) for i in infos] == days
+    zone = pendulum.timezone(tz)
+    hh, mm = (int(x) for x in at.split(":"))
+    for prev, info in itertools.pairwise(infos):
+        assert prev.data_interval.end == info.data_interval.start  # contiguous: no gap, no overlap
+        assert prev.run_after < info.run_after
+    for day, info in zip(days, infos, strict=True):
+        start, end = info.data_interval.start, info.data_interval.end
+        assert pendulum.instance(start).in_timezone(zone).date() == day
+        assert pendulum.instance(start).subtract(seconds=1).in_timezone(zone).date() < day
+        assert pendulum.instance(end).in_timezone(zone).date() == day + dt.timedelta(days=1)
+        assert pendulum.instance(end).subtract(seconds=1).in_timezone(zone).date() == day
+        assert info.run_after >= end  # the run starts after its day has ended
+        local_run = pendulum.instance(info.run_after).in_timezone(zone)
+        if (local_run.hour, local_run.minute) != (hh, mm):  # the wall time is skipped that day
+            assert info.run_after - end <= dt.timedelta(days=1, hours=1)
+        # the named day of the run's own logical date is that day; the timetable agrees
+        assert named_day(info.logical_date, tz) == day
+        assert tt.infer_manual_data_interval(run_after=info.logical_date) == info.data_interval
+    for day in (dt.date(2025, 3, 9), dt.date(2025, 9, 7), dt.date(2025, 11, 2), dt.date(2025, 4, 6)):
+        assert day_interval(day, tz).start == _first_instant_by_scan(day, tz)
+
+
+def test_the_findings_examples_of_day_boundaries() -> None:
+    from calltouch_metrika.operators.calltouch import check_days_ended
+
+    # Havana goes back from 01:00 to 00:00 on 2 November 2025: the repeated hour is the 2nd's
+    havana = day_interval(dt.date(2025, 11, 1), "America/Havana")
+    assert (havana.start.isoformat(), havana.end.isoformat()) == (
+        "2025-11-01T04:00:00+00:00",
+        "2025-11-02T04:00:00+00:00",
+    )
+    assert (day_interval(dt.date(2025, 11, 2), "America/Havana").end - havana.end) == dt.timedelta(hours=25)
+    for at in ("00:30", "00:00"):
+        tt = LocalDayTimetable(at=at, timezone="America/Havana")
+        run_after = tt.run_after(dt.date(2025, 11, 1))
+        assert run_after >= havana.end
+        check_days_ended(dt.date(2025, 11, 1), "America/Havana", now=run_after)  # the scheduled run passes
+    # Santiago: midnight of 7 September 2025 does not exist; the day starts at 01:00 -03
+    santiago = day_interval(dt.date(2025, 9, 7), "America/Santiago")
+    assert santiago.start.isoformat() == "2025-09-07T04:00:00+00:00"
+    # Scoresbysund: 23:00-24:00 of 29 March 2025 does not exist; the run of the 28th at 23:30 starts
+    # at the end of that gap, not 30 minutes later
+    scoresby = LocalDayTimetable(at="23:30", timezone="America/Scoresbysund")
+    assert (
+        scoresby.run_after(dt.date(2025, 3, 28))
+        == day_interval(dt.date(2025, 3, 30), "America/Scoresbysund").start
+    )
+    # Lord Howe's 30-minute DST: 2025-04-06 is 24.5 hours long
+    lh = day_interval(dt.date(2025, 4, 6), "Australia/Lord_Howe")
+    assert lh.end - lh.start == dt.timedelta(hours=24, minutes=30)
 
 
 def test_named_day() -> None:

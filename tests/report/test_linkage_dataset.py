@@ -114,11 +114,11 @@ def test_dry_run_reports_nothing_and_linkage_failure_is_reported(
     assert task_states(dry)["report"] == "skipped"
     assert _report(pipeline, day, day) == []
 
-    # Identifiers from a field Metrika does not know (the call id): every row is valid, none links.
+    # UserIds Metrika does not know (Calltouch's session ids): every row is valid, none links.
     failing = write_config(
         Path(pipeline["storage_root"]).parent,
         monkeypatch,
-        identifier={"type": "ClientId", "field": "callId"},
+        identifier={"type": "UserId", "field": "sessionId"},
         on_linkage_failure="fail",
     )
     dr = run_dag(DAG_ID, day)
