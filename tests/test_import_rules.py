@@ -29,7 +29,8 @@ ALLOWED: dict[str, set[str]] = {
     "timetables": set(),
     "exceptions": {"constants"},
     # configuration and wiring (read while DAG files are parsed: never a hook or a transform)
-    "config": _BASE | {"catalog"},
+    "config": _BASE | {"catalog", "config_file"},
+    "config_file": _BASE | {"config"},
     "storage": _BASE,
     "dag_factory": _BASE | {"config", "storage", "operators", "sensors", "timetables", "notifications"},
     # failure notifications (an SMTP notifier; imported lazily, only for pipelines with ``notify``)
