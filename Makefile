@@ -71,6 +71,7 @@ airflow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/extract_calls.py
 	$(BIN)/python bench/transform_calls.py
+	$(BIN)/python bench/upload_operator.py
 
 dist: $(STAMP)
 	rm -rf dist
