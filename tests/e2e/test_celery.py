@@ -118,6 +118,8 @@ def celery() -> Iterator[E2E]:
         worker_concurrency=4,
         parallelism=8,
         extra_env={"CALLTOUCH_METRIKA_CONFIG": str(config), "CALLTOUCH_METRIKA_DATA": str(data_dir)},
+        # not the test session's AIRFLOW_CONN_* (they point at its own sandbox): the stack's sandbox
+        inherit_connections=False,
     )
     if os.geteuid() == 0:
         import pwd
