@@ -127,10 +127,16 @@ def test_backfill_two_days_from_the_ui(e2e: E2E, browser: Any) -> None:
     wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "[data-testid=trigger-dag-button]"))).click()
     wait.until(ec.element_to_be_clickable((By.XPATH, "//*[normalize-space(text())='Backfill']"))).click()
     _set_datetime(browser, 0, days[0], "00:00")
-    _set_datetime(browser, 1, days[1], "12:00")
-    wait.until(
-        ec.visibility_of_element_located((By.XPATH, "//*[contains(text(), '2 runs will be triggered')]"))
-    )
+    # The form's To keeps its default time 23:59 (UI timezone UTC); 23:59 UTC of days[0] is already
+    # days[1] in Moscow, so the range From days[0] 00:00 -> To days[0] 23:59 UTC names the two days.
+    _set_datetime(browser, 1, days[0], "23:59")
+    try:
+        wait.until(
+            ec.visibility_of_element_located((By.XPATH, "//*[contains(text(), '2 runs will be triggered')]"))
+        )
+    except TimeoutException:
+        _screenshot(browser, "ui-backfill-dialog-failed.png")
+        raise
     max_active = browser.find_element(By.CSS_SELECTOR, "input[name=max_active_runs]")
     max_active.send_keys(Keys.CONTROL, "a")
     max_active.send_keys("2")
