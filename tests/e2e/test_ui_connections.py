@@ -9,6 +9,7 @@ page is saved as ``test-artifacts/ui-connections-test.png``.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -53,9 +54,16 @@ def test_the_test_button_is_green_for_both_default_connections(e2e: E2E, browser
         for conn_id in CONNECTIONS:
             wait.until(lambda d, c=conn_id: row(c) is not None)
         for conn_id in CONNECTIONS:
-            button = row(conn_id).find_element(By.CSS_SELECTOR, "button[aria-label='Test Connection']")
-            assert button.is_enabled(), f"the Test button of {conn_id} is disabled"
-            button.click()
+            for attempt in range(5):  # the row may re-render between finding and clicking
+                try:
+                    button = row(conn_id).find_element(By.CSS_SELECTOR, "button[aria-label='Test Connection']")
+                    assert button.is_enabled(), f"the Test button of {conn_id} is disabled"
+                    button.click()
+                    break
+                except StaleElementReferenceException:
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.5)
             wait.until(
                 lambda d, c=conn_id: (
                     any(expected[c] in t for t in toasts("Test Connection Successful"))
