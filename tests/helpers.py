@@ -241,3 +241,14 @@ def add_plans_imports(n: int) -> list[int]:
 async def trigger_events(trigger: Any) -> list[dict[str, Any]]:
     """Every event payload a trigger's own ``run()`` yields (it must yield exactly one, then return)."""
     return [event.payload async for event in trigger.run()]
+
+
+def max_in_second(times: list[float]) -> int:
+    """Most arrivals in any half-open second ``(t - 1, t]``: what the sandbox (and Calltouch) count."""
+    ordered = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] <= t - 1.0:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

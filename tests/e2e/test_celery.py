@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.helpers import max_in_second
 from tools.local_airflow.postgres import PostgresCluster
 from tools.local_airflow.redis import RedisServer, find_redis_server
 from tools.local_airflow.stack import POOL_NAME, LocalAirflow, free_port
@@ -65,17 +66,6 @@ def write_pipelines(path: Path, data_dir: Path) -> None:
         for name, (site, counter) in SITES.items()
     )
     path.write_text("pipelines:\n" + entries, encoding="utf-8")
-
-
-def max_in_second(times: list[float]) -> int:
-    """Most arrivals in any half-open second ``(t - 1, t]``: what Calltouch (and the sandbox) count."""
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while ordered[lo] <= t - 1.0:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from calltouch_metrika.hooks._shared_ratelimit import (
     make_store,
     state_key,
 )
+from tests.helpers import max_in_second
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 EPS = 1e-6
@@ -339,17 +340,6 @@ HOOK_WORKER = textwrap.dedent(
     print(json.dumps({"rows": rows, "limiter": type(limiter).__name__}), flush=True)
     """
 )
-
-
-def max_in_second(times: list[float]) -> int:
-    """Most arrivals in any half-open second ``(t - 1, t]``: what the sandbox (and Calltouch) count."""
-    ordered = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(ordered):
-        while ordered[lo] <= t - 1.0:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def _two_extracting_processes(
