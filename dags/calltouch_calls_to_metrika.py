@@ -121,7 +121,6 @@ def build_dag(pipeline: Pipeline) -> DAG:
             lookback_days=pipeline.lookback_days,
             pipeline=pipeline.name,
             account=pipeline.account,
-            account_start=pipeline.start_date.isoformat() if pipeline.account else None,
             account_wait=pipeline.account_wait_minutes * 60,
             account_poll_interval=max(2.0, min(pipeline.status_poll_seconds, 30.0)),
             outlets=[calls_asset(pipeline)],

@@ -43,10 +43,11 @@ ALLOWED: dict[str, set[str]] = {
     "triggers": _BASE | {"triggers", "hooks"},
     # sensors: hooks (sync check), triggers (deferral), storage (the plans ledger); never an operator
     "sensors": _BASE | {"sensors", "triggers", "hooks", "storage"},
-    # operators: thin, on hooks, transforms, storage and the call ledger
+    # operators: thin, on hooks, transforms, storage and the call ledger; triggers to defer (the account wait)
     "operators": _BASE
     | {
         "hooks",
+        "triggers",
         "transforms",
         "storage",
         "config",

@@ -38,7 +38,17 @@ from tools.local_airflow.stack import POOL_NAME, LocalAirflow, free_port
 from .conftest import E2E, SandboxState, backfill_days, keep_logs, require_postgres
 
 MSK = ZoneInfo("Europe/Moscow")
-SITES = {"alpha": (10001, 20001), "beta": (10002, 20002), "gamma": (10003, 20003)}
+SITES = {
+    "alpha": (10001, 20001),
+    "beta": (10002, 20002),
+    "gamma": (10003, 20003),
+    "delta": (10004, 20004),
+}
+#: gamma and delta are extracted together by the account DAG (one task per day for both sites); their
+#: own extract tasks take its files; alpha and beta extract themselves, concurrently with it.
+ACCOUNT = "agency"
+ACCOUNT_MEMBERS = ("gamma", "delta")
+ACCOUNT_DAG = f"calltouch_account_extract__{ACCOUNT}"
 CALLS_PER_DAY = 2500  # three pages of 1,000
 DAYS = 2
 
@@ -63,6 +73,7 @@ def write_pipelines(path: Path, data_dir: Path) -> None:
     status_poll_seconds: 2
     status_timeout_hours: 1
 """
+        + (f"    account: {ACCOUNT}\n    account_wait_minutes: 10\n" if name in ACCOUNT_MEMBERS else "")
         for name, (site, counter) in SITES.items()
     )
     path.write_text("pipelines:\n" + entries, encoding="utf-8")
@@ -119,7 +130,7 @@ def celery() -> Iterator[E2E]:
     try:
         stack.start(timeout=300)
         harness = E2E(stack, SandboxState(stack.sandbox_url), data_dir)
-        dags = [dag_id(p) for p in SITES]
+        dags = [dag_id(p) for p in SITES] + [ACCOUNT_DAG]
         stack.wait_for_dags(dags, timeout=240)
         for d in dags:
             stack.unpause(d, harness.token)
@@ -147,12 +158,14 @@ def backfilled(celery: E2E) -> dict[str, Any]:
     e2e.sandbox.configure(status_step_seconds=3600)
     started = time.monotonic()
     try:
-        for p in SITES:  # the REST API's POST /backfills (what `airflow backfill create` writes)
+        # the REST API's POST /backfills (what `airflow backfill create` writes); the account first,
+        # as its scheduled runs are created with the pipelines' (same timetable)
+        for d in [ACCOUNT_DAG] + [dag_id(p) for p in SITES]:
             e2e.api(
                 "POST",
                 "/backfills",
                 json={
-                    "dag_id": dag_id(p),
+                    "dag_id": d,
                     "from_date": f"{days[0].isoformat()}T00:00:00+03:00",  # local days (LocalDayTimetable, MSK)
                     "to_date": f"{days[-1].isoformat()}T00:00:00+03:00",
                 },
@@ -184,7 +197,8 @@ def backfilled(celery: E2E) -> dict[str, Any]:
     finally:
         e2e.sandbox.configure(status_step_seconds=0.1)
     runs = {p: e2e.wait_runs(dag_id(p), count=DAYS, timeout=180) for p in SITES}
-    return {"days": days, "runs": runs, "seconds": time.monotonic() - started}
+    account = e2e.wait_runs(ACCOUNT_DAG, count=DAYS, timeout=180)
+    return {"days": days, "runs": runs, "account_runs": account, "seconds": time.monotonic() - started}
 
 
 def test_every_run_succeeds(celery: E2E, backfilled: dict[str, Any]) -> None:
@@ -232,7 +246,8 @@ def test_calltouch_saw_at_most_five_requests_a_second_and_no_429(
 ) -> None:
     seen = celery.sandbox.state()["requests"]
     times = seen["calltouch_times"]
-    # 3 pipelines x 2 days x 3 pages, each fetched once (no 429, so no retry)
+    # 4 sites x 2 days x 3 pages, each fetched once (no 429, so no retry): the account members' own
+    # extract tasks asked Calltouch nothing
     assert len(times) == len(SITES) * DAYS * 3, len(times)
     assert seen["by_status"].get("429", 0) == 0, seen["by_status"]
     gaps = [round(b - a, 3) for a, b in itertools.pairwise(sorted(times))]
@@ -249,3 +264,22 @@ def test_both_celery_workers_ran_tasks_through_the_shared_limiter(
     assert extract_logs
     text = "".join(f.read_text(errors="replace") for f in extract_logs)
     assert "calltouch rate limit" in text and "shared through redis://127.0.0.1:" in text
+
+
+def test_the_account_dag_read_its_sites_and_its_pipelines_took_its_files(
+    celery: E2E, backfilled: dict[str, Any]
+) -> None:
+    runs = backfilled["account_runs"]
+    assert {r["state"] for r in runs.values()} == {"success"}, runs
+    for run_id in runs:
+        out = celery.xcom(ACCOUNT_DAG, run_id, "extract")
+        assert set(out["sites"]) == set(ACCOUNT_MEMBERS) and not out["failed"]
+        assert all(s["rows"] == CALLS_PER_DAY for s in out["sites"].values())
+    logs = "".join(
+        f.read_text(errors="replace")
+        for p in ACCOUNT_MEMBERS
+        for f in celery.task_log_files(dag_id(p))
+        if "task_id=extract" in str(f)
+    )
+    assert logs.count(f"from account '{ACCOUNT}'s extract") >= len(ACCOUNT_MEMBERS) * DAYS, logs[-3000:]
+    assert "fetching site" not in logs  # none fell back to fetching itself

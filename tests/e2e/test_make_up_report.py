@@ -108,7 +108,9 @@ def test_catch_up_fills_the_linkage_report(state_dir: Path) -> None:  # noqa: F8
         for day, (_run_id, counts) in run_days.items():
             row, stored = rows[day], by_day[day]
             assert (row["extracted"], row["rejected"]) == (counts["extracted"], counts["rejected"]), day
-            assert row["uploaded"] == stored["source_quantity"] == counts["extracted"] - counts["rejected"], day
+            assert row["uploaded"] == stored["source_quantity"] == counts["extracted"] - counts["rejected"], (
+                day
+            )
             assert row["upload_ids"] == [stored["id"]] and row["status"] == stored["status"]
             assert (row["source_quantity"], row["line_quantity"], row["linked_quantity"]) == (
                 stored["source_quantity"],

@@ -56,7 +56,9 @@ def test_the_test_button_is_green_for_both_default_connections(e2e: E2E, browser
         for conn_id in CONNECTIONS:
             for attempt in range(5):  # the row may re-render between finding and clicking
                 try:
-                    button = row(conn_id).find_element(By.CSS_SELECTOR, "button[aria-label='Test Connection']")
+                    button = row(conn_id).find_element(
+                        By.CSS_SELECTOR, "button[aria-label='Test Connection']"
+                    )
                     assert button.is_enabled(), f"the Test button of {conn_id} is disabled"
                     button.click()
                     break

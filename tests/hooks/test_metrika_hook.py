@@ -203,9 +203,7 @@ def test_get_is_retried_through_429_and_5xx(sandbox: Any, metrika: Any) -> None:
 
 
 def test_bad_token_and_foreign_counter(sandbox: Any, metrika: Any, add_connection: Any) -> None:
-    conn = add_connection(
-        "ym_bad", conn_type="yandexmetrika", host=sandbox.url, password="bad-oauth-token-1"
-    )
+    conn = add_connection("ym_bad", conn_type="yandexmetrika", host=sandbox.url, password="bad-oauth-token-1")
     with pytest.raises(AuthenticationError) as err:
         metrika(conn).upload_calls(COUNTER, calls_csv())
     assert str(COUNTER) in str(err.value) and "bad-oauth-token-1" not in str(err.value)

@@ -294,9 +294,8 @@ class CalltouchExtractOperator(BaseOperator):
         account extract (DAG ``calltouch_account_extract__<account>``, every site of the account in one
         task per day). This task then returns the summary that extract wrote for its day, waiting for it
         (deferred, no worker slot) up to ``account_wait`` seconds; when none comes (the account DAG
-        paused, failed, or the day before ``account_start``) it fetches the site itself, as without
-        ``account``. A run with Param ``refetch`` true always fetches itself.
-    :param account_start: the account DAG's first local day (ISO date): earlier days are fetched here at once.
+        paused, or its run of the day finished without this site) it fetches the site itself, as
+        without ``account``. A run with Param ``refetch`` true always fetches itself.
     :param account_wait: seconds to wait for the account extract (0: do not wait).
     :param account_poll_interval: seconds between the first checks for it (growing x1.5, up to 60 s).
     :param deferrable: wait for the account extract in the triggerer (default); False: fetch at once
@@ -331,7 +330,6 @@ class CalltouchExtractOperator(BaseOperator):
         lookback_days: int = 0,
         pipeline: str | None = None,
         account: str | None = None,
-        account_start: str | date | None = None,
         account_wait: float = 3600.0,
         account_poll_interval: float = 10.0,
         deferrable: bool | None = None,
@@ -359,7 +357,6 @@ class CalltouchExtractOperator(BaseOperator):
         self.lookback_days = int(lookback_days)
         self.pipeline = pipeline
         self.account = account
-        self.account_start = account_start
         self.account_wait = float(account_wait)
         self.account_poll_interval = float(account_poll_interval)
         if deferrable is None:
@@ -472,25 +469,15 @@ class CalltouchExtractOperator(BaseOperator):
     def _account_may_come(self, context: Context, main_day: date) -> bool:
         """Whether the account extract of this run's day may still come, so waiting for it makes sense.
 
-        It may when the account DAG has a queued or running run for the day, or has none yet but is not
-        paused and its scheduler has not passed the day (its next run is at or before it). It will not
-        when the day is before the account's first day, the account's run of the day has finished (a
-        failed site), the account DAG is paused, or Airflow cannot tell (then the site is fetched here).
+        It may when the account DAG has a queued or running run for the day (scheduled or backfill), or
+        has none yet but is not paused and its scheduler has not passed the day (its next run is at or
+        before it). It will not when the account's run of the day has finished (a failed site), the
+        account DAG is paused or unknown, or Airflow cannot tell (then the site is fetched here).
         """
         if self.account_wait <= 0:
             return False
         run_day = main_day + timedelta(days=self.settle_days)  # the account's run of D writes D - settle
-        first = as_date(self.account_start, "account_start") if self.account_start else None
         dag_id = account_dag_id(str(self.account))
-        if first is not None and run_day < first:
-            self.log.info(
-                "Day %s is before %s's first day %s: fetching site %s here",
-                run_day,
-                dag_id,
-                first,
-                self.site_id,
-            )
-            return False
         import pendulum
 
         ti = context.get("ti")
@@ -543,7 +530,8 @@ class CalltouchExtractOperator(BaseOperator):
 
         path = self._manifest(day)
         self.log.info(
-            "Waiting (deferred) up to %.0f s for account %r's extract of %s (DAG %s), then fetching site %s here",
+            "Waiting (deferred) up to %.0f s for account %r's extract of %s (DAG %s); after that this task "
+            "fetches site %s itself",
             self.account_wait,
             self.account,
             day,
