@@ -6,20 +6,24 @@ triggerer, LocalExecutor, the sandbox) holds two groups of pipelines, each its o
 * **small**: many small sites (default 20 sites x 3 days x 1,000 calls: one page per day);
 * **large**: a few large sites (default 4 sites x 3 days x 20,000 calls: 20 pages per day).
 
-Calltouch answers in 1 s (sandbox ``latency`` fault). Each group is backfilled twice in the same
-invocation, over different days (same volumes):
+Calltouch answers in 1 s (sandbox ``latency`` fault). Each group is backfilled three times in the same
+invocation, over different days (same volumes, lookback off: one request per small site and day):
 
-* **today**: the ``calltouch_api`` pool with one slot (every Calltouch task one after the other; each
-  paces itself at 5 requests / 1.05 s);
-* **shared**: the pool with ``--slots`` slots (default 4) and every task pacing through one shared
-  limiter (``CALLTOUCH_METRIKA_RATE_LIMIT_BACKEND``: a SQLite file; ``--redis`` for Redis).
+* **today**: one extract task per site and day, the ``calltouch_api`` pool with one slot (every
+  Calltouch task one after the other; each paces itself at 5 requests / 1.05 s);
+* **shared**: the same pipelines, the pool with ``--slots`` slots (default 4) and every task pacing
+  through one shared limiter (``CALLTOUCH_METRIKA_RATE_LIMIT_BACKEND``: a SQLite file; ``--redis``);
+* **account**: the same sites as pipelines of one ``account`` (own counters): one account extract task
+  per day reads every site concurrently (DAG ``calltouch_account_extract__<group>``, in the pool), and
+  each pipeline's extract takes its files.
 
 For each run it prints the wall time (backfill created -> every run finished), the extraction span
-(first extract start -> last extract end), the Calltouch requests and their rate over that span against
-the 5 requests/s ceiling, the floor (requests / 5 per second), 429s, uploads, and where the time went:
-mean extract duration, mean wait between an extract being queued and starting, the time no extract was
-running inside the span (scheduling gaps), the mean number of extracts running at once, and the tail
-after the last extract (uploads, status sensors). Ratios compare the two runs of each group.
+(first extract start -> last extract end; for **account**: of the account tasks, which make every
+Calltouch request), the Calltouch requests and their rate over that span against the 5 requests/s
+ceiling, the floor (requests / 5 per second), 429s, uploads, and where the time went: mean extract
+duration, mean wait between an extract being queued and starting, the time no extract was running
+inside the span (scheduling gaps), the mean number of extracts running at once, and the tail after the
+last extract (the pipelines' extract/upload/wait/report tasks). Ratios compare each run with **today**.
 
     .venv/bin/python bench/agency.py                          # both groups, today vs 4 shared slots
     .venv/bin/python bench/agency.py --groups large --slots 5 --redis
@@ -64,6 +68,17 @@ class Group:
             (f"{self.name}{i:02d}", self.first_site + i, self.first_counter + i) for i in range(self.sites)
         ]
 
+    def account_pipelines(self) -> list[tuple[str, int, int]]:
+        """The same sites as pipelines of account ``self.name`` (counters 1,000 higher)."""
+        return [
+            (f"{self.name}_acct{i:02d}", self.first_site + i, self.first_counter + 1000 + i)
+            for i in range(self.sites)
+        ]
+
+    @property
+    def account_dag(self) -> str:
+        return f"calltouch_account_extract__{self.name}"
+
     @property
     def pages_per_day(self) -> int:
         return max(1, -(-self.calls // PAGE))
@@ -93,7 +108,9 @@ def write_pipelines(path: Path, data_dir: Path, groups: list[Group]) -> None:
     tomorrow = date.today() + timedelta(days=1)
     lines = ["pipelines:"]
     for g in groups:
-        for name, site, counter in g.pipelines():
+        for (name, site, counter), account in [(p, None) for p in g.pipelines()] + [
+            (p, g.name) for p in g.account_pipelines()
+        ]:
             lines += [
                 f"  - name: {name}",
                 f"    site_id: {site}",
@@ -106,16 +123,20 @@ def write_pipelines(path: Path, data_dir: Path, groups: list[Group]) -> None:
                 "    retries: 0",
                 "    status_poll_seconds: 2",
                 "    status_timeout_hours: 1",
+                "    lookback_days: 0",
             ]
+            lines += [f"    account: {account}", "    account_wait_minutes: 30"] if account else []
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+LABELS = ("today", "shared", "account")
+
+
 def day_sets(days: int) -> dict[str, list[date]]:
-    """Two disjoint sets of recent past days (inside Metrika's 21-day linkage window)."""
+    """Three disjoint sets of recent past days (inside Metrika's 21-day linkage window)."""
     newest = date.today() - timedelta(days=2)
-    shared = [newest - timedelta(days=i) for i in range(days - 1, -1, -1)]
-    today = [d - timedelta(days=days) for d in shared]
-    return {"today": today, "shared": shared}
+    last = [newest - timedelta(days=i) for i in range(days - 1, -1, -1)]
+    return {label: [d - timedelta(days=days * k) for d in last] for k, label in enumerate(reversed(LABELS))}
 
 
 def api(stack: LocalAirflow, method: str, path: str, *, token: str, **kwargs: Any) -> Any:
@@ -170,7 +191,8 @@ def sandbox_state(stack: LocalAirflow) -> dict[str, Any]:
 def run_group(
     stack: LocalAirflow, token: str, g: Group, days: list[date], slots: int, label: str
 ) -> dict[str, Any]:
-    """Set the pool, backfill every pipeline of ``g`` over ``days``, wait, and measure."""
+    """Set the pool, backfill every pipeline of ``g`` (for ``account``: the account DAG first, then its
+    pipelines) over ``days``, wait, and measure."""
     api(
         stack,
         "PATCH",
@@ -181,7 +203,9 @@ def run_group(
     )
     before = sandbox_state(stack)
     uploads_before = {u["id"] for u in before["uploads"]}
-    dags = [dag_id(name) for name, _, _ in g.pipelines()]
+    account = label == "account"
+    members = g.account_pipelines() if account else g.pipelines()
+    dags = ([g.account_dag] if account else []) + [dag_id(name) for name, _, _ in members]
     earlier = {
         d: {
             r["dag_run_id"]
@@ -228,7 +252,8 @@ def run_group(
     failed = [r["dag_run_id"] for r in finished if r["state"] != "success"]
 
     extracts: list[dict[str, Any]] = []
-    for d in dags:
+    # the tasks making the Calltouch requests: the account's, or each pipeline's own extract
+    for d in [g.account_dag] if account else dags:
         for r in runs[d]:
             tis = api(stack, "GET", f"/dags/{d}/dagRuns/{r['dag_run_id']}/taskInstances", token=token)
             extracts += [ti for ti in tis["task_instances"] if ti["task_id"] == "extract"]
@@ -265,7 +290,7 @@ def run_group(
         "wall_s": t1 - t0,
         "extract_span_s": span,
         "requests": requests_n,
-        "expected_requests": expected * g.pages_per_day,
+        "expected_requests": len(members) * len(days) * g.pages_per_day,
         "rate": requests_n / span if span else 0.0,
         "ceiling_pct": 100 * requests_n / span / CEILING if span else 0.0,
         "floor_s": requests_n / CEILING,
@@ -331,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
 
     days = day_sets(args.days)
     sites = [s for g in groups for _, s, _ in g.pipelines()]
-    counters = [c for g in groups for _, _, c in g.pipelines()]
+    counters = [c for g in groups for _, _, c in g.pipelines() + g.account_pipelines()]
     volumes = {
         f"{s}:{d.isoformat()}": g.calls
         for g in groups
@@ -372,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starting the stack in {home} ...", flush=True)
         stack.start(timeout=600)
         token = stack.token()
-        dags = [dag_id(n) for g in groups for n, _, _ in g.pipelines()]
+        dags = [dag_id(n) for g in groups for n, _, _ in g.pipelines() + g.account_pipelines()]
+        dags += [g.account_dag for g in groups]
         stack.wait_for_dags(dags, timeout=600)
         for d in dags:
             stack.unpause(d, token)
@@ -392,18 +418,19 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"\n{g.name}: {g.sites} sites x {args.days} days x {g.calls} calls ({g.pages_per_day} page(s) a day)"
             )
-            pair = []
-            for label, slots in (("today", 1), ("shared", args.slots)):
+            runs = []
+            for label, slots in (("today", 1), ("shared", args.slots), ("account", args.slots)):
                 token = stack.token()
                 r = run_group(stack, token, g, days[label], slots, label)
                 show(r)
-                pair.append(r)
+                runs.append(r)
                 results.append(r)
-            base, new = pair
-            print(
-                f"  shared vs today: wall {base['wall_s'] / new['wall_s']:.2f}x faster, "
-                f"extraction {base['extract_span_s'] / new['extract_span_s']:.2f}x faster"
-            )
+            base = runs[0]
+            for new in runs[1:]:
+                print(
+                    f"  {new['label']} vs today: wall {base['wall_s'] / new['wall_s']:.2f}x faster, "
+                    f"extraction {base['extract_span_s'] / new['extract_span_s']:.2f}x faster"
+                )
     finally:
         stack.stop()
         shutil.rmtree(pg_root, ignore_errors=True)

@@ -281,5 +281,5 @@ def test_the_account_dag_read_its_sites_and_its_pipelines_took_its_files(
         for f in celery.task_log_files(dag_id(p))
         if "task_id=extract" in str(f)
     )
-    assert logs.count(f"from account '{ACCOUNT}'s extract") >= len(ACCOUNT_MEMBERS) * DAYS, logs[-3000:]
+    assert logs.count(f"from the extract of account '{ACCOUNT}'") >= len(ACCOUNT_MEMBERS) * DAYS, logs[-3000:]
     assert "fetching site" not in logs  # none fell back to fetching itself

@@ -450,7 +450,7 @@ class CalltouchExtractOperator(BaseOperator):
         if summary is None:
             return None
         self.log.info(
-            "Calls of site %s for %s from account %r's extract (run %s, written %s): %d calls in %d file(s); "
+            "Calls of site %s for %s from the extract of account %r (run %s, written %s): %d calls in %d file(s); "
             "no Calltouch request made here. Trigger with refetch=true to fetch the site again.",
             self.site_id,
             main_days[0],
@@ -530,7 +530,7 @@ class CalltouchExtractOperator(BaseOperator):
 
         path = self._manifest(day)
         self.log.info(
-            "Waiting (deferred) up to %.0f s for account %r's extract of %s (DAG %s); after that this task "
+            "Waiting (deferred) up to %.0f s for the extract of account %r of %s (DAG %s); after that this task "
             "fetches site %s itself",
             self.account_wait,
             self.account,
@@ -558,7 +558,7 @@ class CalltouchExtractOperator(BaseOperator):
             if found is not None:
                 return found
         self.log.warning(
-            "Account %r's extract of %s did not come (%s): fetching site %s here (DAG %s may be paused, "
+            "The extract of account %r of %s did not come (%s): fetching site %s here (DAG %s may be paused, "
             "failing, or not have run this day)",
             self.account,
             main_days[0],
