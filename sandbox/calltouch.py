@@ -11,8 +11,10 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +29,15 @@ from sandbox.errors import (
     plans_missing_field,
     plans_violations,
 )
-from sandbox.generators import call_blocks, callback_info, generate_calls, generate_requests
+from sandbox.generators import (
+    attribute_offset,
+    attribute_prefix,
+    call_blocks,
+    callback_info,
+    generate_calls,
+    generate_requests,
+    window_count,
+)
 from sandbox.params import parse_id
 from sandbox.render import Projection
 from sandbox.state import PlansImport, SandboxState
@@ -47,6 +57,9 @@ DATE_MAX = date(9998, 12, 31)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 _SESSION_LOOKAHEAD_DAYS = 4  # a session starts less than 3 days + 1 hour before its call or request
+#: From this day of a ``bindTo=session`` range on (up to ``dateTo``), every call's session lies in the range: such
+#: a day selects exactly its calls that have a session (4 days - 1 DST hour > 3 days + 1800 s, with a day to spare).
+_SESSION_INNER_DAYS = _SESSION_LOOKAHEAD_DAYS + 1
 
 CALL_BLOCK_FLAGS = {
     "withCallTags": "callTags",
@@ -345,6 +358,22 @@ class _Range:
     lo: int
     hi: int
     days: tuple[date, ...]
+    date_from: date
+    date_to: date
+
+    def arithmetic(self, day: date, bind_to: str) -> bool:
+        """Whether ``day``'s selected calls are counted from the attribute cycle, without generating the day.
+
+        True for a past day bound by call date, and for a past day of a session-bound range from its 6th day
+        to ``dateTo``; false for today (the count follows the clock), for the first days of a session-bound
+        range (some sessions start before it) and for the days after ``dateTo`` it looks at (some sessions
+        start inside it).
+        """
+        if day == self.today:
+            return False
+        return (
+            bind_to == "call" or self.date_from + timedelta(days=_SESSION_INNER_DAYS) <= day <= self.date_to
+        )
 
 
 def _range(st: SandboxState, site_id: int, date_from: date, date_to: date, bind_to: str) -> _Range:
@@ -354,7 +383,7 @@ def _range(st: SandboxState, site_id: int, date_from: date, date_to: date, bind_
     last = min(last, today)
     days = tuple(_days(date_from, last)) if date_from <= last else ()
     lo, hi = _midnight(date_from, tz), _midnight(date_to + timedelta(days=1), tz)
-    return _Range(site_id, today, now_ts, lo, hi, days)
+    return _Range(site_id, today, now_ts, lo, hi, days, date_from, date_to)
 
 
 def _day_key(st: SandboxState, site_id: int, day: date) -> tuple[str, int, date, int, str]:
@@ -385,16 +414,29 @@ async def _day_records(st: SandboxState, key: tuple[str, int, date, int, str]) -
     return records
 
 
-async def _day_count(st: SandboxState, rng: _Range, day: date, selection: CallSelection) -> int:
+@lru_cache(maxsize=32)
+def _selection_prefix(seed: str, site_id: int, selection: CallSelection) -> Sequence[int]:
+    """Prefix sums over the site's attribute cycle of the calls ``selection`` keeps (session binding: with a session)."""
+    session = selection.bind_to == "session"
+    return attribute_prefix(seed, site_id, lambda f: (f["_session"] or not session) and selection.keep(f))
+
+
+async def _day_count(
+    st: SandboxState, rng: _Range, day: date, selection: CallSelection, prefix: Sequence[int] | None
+) -> int:
     """How many calls of ``day`` the request selects, without rendering anything.
 
-    A past call-bound day without filters holds exactly its volume (no generation at all); otherwise the
-    count is computed once from the generated records and kept (a small int per day, selection and
-    binding bounds: pure, so it survives resets). Today's count follows the clock and is never kept.
+    Arithmetic when :meth:`_Range.arithmetic` says so (nothing generated): a call-bound day without filters
+    holds exactly its volume; otherwise the count is a window of ``prefix`` (:func:`_selection_prefix`), since
+    every attribute a filter reads comes from the site's attribute cycle (sandbox.generators). Else (today, the
+    edges of a session-bound range) the day is generated and its count kept (a small int per day, selection and
+    binding bounds: pure, so it survives resets); today's count follows the clock and is never kept.
     """
     key = _day_key(st, rng.site_id, day)
-    if day != rng.today and selection.bind_to == "call" and not selection.filtered:
-        return key[3]
+    if rng.arithmetic(day, selection.bind_to):
+        if prefix is None:
+            return key[3]
+        return window_count(prefix, attribute_offset(key[0], rng.site_id, day), key[3])
     bounds = (rng.lo, rng.hi) if selection.bind_to == "session" else None
     count_key = (key, selection, bounds)
     if day != rng.today:
@@ -452,7 +494,11 @@ async def page_rendered(
     of one day costs, instead of rendering every day of the range for every page.
     """
     rng = _range(st, site_id, date_from, date_to, selection.bind_to)
-    counts = [await _day_count(st, rng, day, selection) for day in rng.days]
+    prefix = None
+    if selection.filtered or selection.bind_to == "session":
+        seed = str(st.config.seed)
+        prefix = await asyncio.to_thread(_selection_prefix, seed, site_id, selection)
+    counts = [await _day_count(st, rng, day, selection, prefix) for day in rng.days]
     out: list[bytes] = []
     pos = 0
     end = offset + limit

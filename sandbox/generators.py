@@ -16,9 +16,12 @@ Yandex Direct calls) is 20 digits starting with ``7``; every generated ``ctClien
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
+from array import array
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -293,6 +296,133 @@ class CallsCache:
             self._data.popitem(last=False)
 
 
+#: Length of a site's cycle of call attributes (:func:`call_attributes`).
+ATTRIBUTE_CYCLE = 1 << 14
+
+#: One call's filter-relevant attributes: (static source index or -1, profile index or -1 for a static call,
+#: campaign index, keyword index, ``utmContent`` number (0: not set), successful, duration, unique, target,
+#: callback, direct0).
+CallAttributes = tuple[int, int, int, int, int, bool, int, bool, bool, bool, bool]
+
+
+@lru_cache(maxsize=8)
+def call_attributes(seed: str, site_id: int) -> tuple[CallAttributes, ...]:
+    """The site's cycle of :data:`ATTRIBUTE_CYCLE` call attributes, drawn independently (pure in its arguments).
+
+    Every attribute a calls-diary filter reads (flags, source and utm fields, ``attribution=0``'s
+    ``(direct)`` switch, static or not, so whether the call has a session) comes from this cycle: the calls
+    of a day take, in time order, the ``volume`` entries that start at :func:`attribute_offset` (wrapping
+    around). So how many calls of a day pass a filter is arithmetic on the cycle (:func:`window_count`),
+    without generating the day. About 70 ms once per (seed, site).
+    """
+    rng = random.Random(f"{seed}:{site_id}:attributes")
+    rnd = rng.random
+    randrange = rng.randrange
+    n_profiles = len(_PROFILES)
+    out: list[CallAttributes] = []
+    for _ in range(ATTRIBUTE_CYCLE):
+        static = rnd() < 0.12
+        successful = rnd() < 0.8
+        duration = int(8 + rnd() ** 2 * 900) if successful else 0
+        unique = rnd() < 0.62
+        target = successful and duration >= 30 and rnd() < 0.85
+        if static:
+            src = int(rnd() * len(_STATIC_SOURCES))
+            out.append((src, -1, 0, 0, 0, successful, duration, unique, target, False, False))
+            continue
+        callback = rnd() < 0.07
+        x = rnd() * _PROFILE_CUM[-1]
+        profile = 0
+        while _PROFILE_CUM[profile] <= x and profile < n_profiles - 1:
+            profile += 1
+        p = _PROFILES[profile]
+        campaign = int(rnd() * len(p[4]))
+        keyword = int(rnd() * len(p[5]))
+        ad = 0 if p[2] == NOT_SET else randrange(100, 999)
+        direct0 = profile != 2 and rnd() < 0.2
+        out.append(
+            (-1, profile, campaign, keyword, ad, successful, duration, unique, target, callback, direct0)
+        )
+    return tuple(out)
+
+
+def attribute_offset(seed: str, site_id: int, day: date) -> int:
+    """Where ``day``'s calls start in the site's attribute cycle (a hash of seed, site and day)."""
+    digest = hashlib.blake2b(f"{seed}:{site_id}:{day.toordinal()}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % ATTRIBUTE_CYCLE
+
+
+def attribute_fields(entry: CallAttributes) -> dict[str, Any]:
+    """The record fields (as :func:`generate_calls` sets them) one attribute entry determines.
+
+    ``_session`` (private, not a record key): whether the call has a session (it is not static).
+    """
+    static_src, profile, campaign, keyword_i, ad, successful, duration, unique, target, callback, direct0 = (
+        entry
+    )
+    if profile < 0:
+        src, med, _pool = _STATIC_SOURCES[static_src]
+        utm = (NOT_SET, NOT_SET, NOT_SET, NOT_SET, NOT_SET)
+        keyword = ""
+    else:
+        p = _PROFILES[profile]
+        src, med, keyword = p[0], p[1], p[5][keyword_i]
+        utm = (
+            p[2],
+            p[3],
+            p[4][campaign],
+            f"ad{ad}" if ad else NOT_SET,
+            keyword if p[3] == "cpc" else NOT_SET,
+        )
+    return {
+        "successful": successful,
+        "duration": duration,
+        "uniqueCall": unique,
+        "targetCall": target,
+        "uniqTargetCall": unique and target,
+        "callbackCall": callback,
+        "source": src,
+        "medium": med,
+        "keyword": keyword,
+        "utmSource": utm[0],
+        "utmMedium": utm[1],
+        "utmCampaign": utm[2],
+        "utmContent": utm[3],
+        "utmTerm": utm[4],
+        "_profile": profile,
+        "_direct0": direct0,
+        "_session": profile >= 0,
+    }
+
+
+def attribute_prefix(seed: str, site_id: int, keep: Callable[[dict[str, Any]], bool]) -> array[int]:
+    """Prefix sums of ``keep`` over the site's attribute cycle: ``out[k]`` = entries among the first ``k`` kept.
+
+    ``keep`` receives :func:`attribute_fields` of each entry. Length ``ATTRIBUTE_CYCLE + 1``; ~20 ms.
+    """
+    out = array("l", [0])
+    total = 0
+    seen: dict[CallAttributes, bool] = {}
+    for entry in call_attributes(seed, site_id):
+        hit = seen.get(entry)
+        if hit is None:
+            hit = seen[entry] = bool(keep(attribute_fields(entry)))
+        total += hit
+        out.append(total)
+    return out
+
+
+def window_count(prefix: Sequence[int], offset: int, volume: int) -> int:
+    """How many of ``volume`` cycle entries from ``offset`` (wrapping) are kept, given :func:`attribute_prefix`."""
+    cycle = len(prefix) - 1
+    full, rest = divmod(volume, cycle)
+    count = full * prefix[cycle]
+    end = offset + rest
+    if end <= cycle:
+        return count + prefix[end] - prefix[offset]
+    return count + prefix[cycle] - prefix[offset] + prefix[end - cycle]
+
+
 def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str) -> list[dict[str, Any]]:
     """Base call records (no optional blocks) of ``site_id`` on local ``day``, sorted by time.
 
@@ -316,9 +446,11 @@ def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str
     randrange = rng.randrange
     records: list[dict[str, Any]] = []
     append = records.append
-    n_profiles = len(_PROFILES)
     n_cities = len(_CITIES)
     n_paths = len(_PATHS)
+    attributes = call_attributes(str(seed), site_id)
+    cycle = len(attributes)
+    offset = attribute_offset(str(seed), site_id, day)
     for i, sec in enumerate(secs):
         ts = midnight + sec
         if constant_offset:
@@ -327,17 +459,24 @@ def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str
             date_str = f"{prefix}{h:02d}:{m:02d}:{s:02d}"
         else:
             date_str = _fmt_dt(datetime.fromtimestamp(ts, tz))
-        static = rnd() < 0.12
-        successful = rnd() < 0.8
-        duration = int(8 + rnd() ** 2 * 900) if successful else 0
+        (
+            static_src,
+            profile,
+            campaign_i,
+            keyword_i,
+            ad,
+            successful,
+            duration,
+            unique,
+            target,
+            callback,
+            direct0,
+        ) = attributes[(offset + i) % cycle]
         waiting = int(rnd() * (25 if successful else 60))
-        unique = rnd() < 0.62
-        target = successful and duration >= 30 and rnd() < 0.85
-        callback = not static and rnd() < 0.07
         city = _CITIES[int(rnd() * n_cities)]
-        if static:
-            src, med, pool = _STATIC_SOURCES[int(rnd() * len(_STATIC_SOURCES))]
-            profile = -1
+        if profile < 0:
+            static = True
+            src, med, pool = _STATIC_SOURCES[static_src]
             utm = (NOT_SET, NOT_SET, NOT_SET, NOT_SET, NOT_SET)
             keyword = ""
             ref = None
@@ -348,22 +487,17 @@ def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str
             ya_client_id = None
             ga_client_id = None
             ct_client_id = None
-            direct0 = False
             device = ("", "", "")
         else:
-            x = rnd() * _PROFILE_CUM[-1]
-            profile = 0
-            while _PROFILE_CUM[profile] <= x and profile < n_profiles - 1:
-                profile += 1
+            static = False
             p = _PROFILES[profile]
             src, med = p[0], p[1]
-            campaign = p[4][int(rnd() * len(p[4]))]
-            keyword = p[5][int(rnd() * len(p[5]))]
+            keyword = p[5][keyword_i]
             utm = (
                 p[2],
                 p[3],
-                campaign,
-                NOT_SET if p[2] == NOT_SET else f"ad{randrange(100, 999)}",
+                p[4][campaign_i],
+                f"ad{ad}" if ad else NOT_SET,
                 keyword if p[3] == "cpc" else NOT_SET,
             )
             pool = "Динамический пул"
@@ -380,7 +514,6 @@ def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str
             ya_client_id = f"{first_visit}{randrange(10**8, 10**9)}" if rnd() < 0.8 else None
             ga_client_id = f"{randrange(10**9, 2 * 10**9)}.{first_visit}" if rnd() < 0.55 else None
             ct_client_id = 500_000_000 + randrange(100_000_000)
-            direct0 = profile != 2 and rnd() < 0.2
             device = _DEVICES[int(rnd() * len(_DEVICES))]
         append(
             {
