@@ -30,13 +30,19 @@ from sandbox.errors import (
     plans_violations,
 )
 from sandbox.generators import (
+    REQUEST_ATTRIBUTE_CYCLE,
+    attribute_hits,
     attribute_offset,
     attribute_prefix,
     call_blocks,
     callback_info,
     generate_calls,
     generate_requests,
+    request_attribute_fields,
+    request_attributes,
+    request_offset,
     window_count,
+    window_positions,
 )
 from sandbox.params import parse_id
 from sandbox.render import Projection
@@ -590,6 +596,49 @@ def project_request(record: dict[str, Any], params: Any, attribution: int | None
     return out
 
 
+@dataclass(frozen=True)
+class RequestPrefilter:
+    """The journal's filters on a request's own attributes (``subject``, ``keywords``, ``city``, ``source``,
+    ``medium``, ``manager``): the site's request attribute cycle tells which requests pass them, so only those
+    are generated (sandbox.generators.request_attributes). The journal still applies every filter to them.
+    """
+
+    subject: str | None = None
+    keywords: str | None = None
+    session_fields: tuple[tuple[str, str], ...] = ()
+    manager: str | None = None
+
+    def keep(self, fields: dict[str, Any]) -> bool:
+        """Whether a request with these fields (a record or :func:`request_attribute_fields`) passes."""
+        session = fields["session"]
+        if self.subject is not None and not (fields["subject"] or "").startswith(self.subject):
+            return False
+        if self.keywords is not None and not (session and self.keywords in (session["keywords"] or "")):
+            return False
+        if any(not session or session[name] != value for name, value in self.session_fields):
+            return False
+        return self.manager is None or fields["manager"] == self.manager
+
+
+def _request_prefilter(params: Any) -> RequestPrefilter | None:
+    """The query's filters on the requests' own attributes, or None when it has none."""
+    found = RequestPrefilter(
+        subject=params.get("subject"),
+        keywords=params.get("keywords"),
+        session_fields=tuple(
+            (n, params[n]) for n in ("city", "source", "medium") if params.get(n) is not None
+        ),
+        manager=params.get("manager"),
+    )
+    return None if found == RequestPrefilter() else found
+
+
+@lru_cache(maxsize=32)
+def _request_hits(seed: str, site_id: int, keep: RequestPrefilter) -> list[int]:
+    """Positions of the site's request attribute cycle whose requests pass ``keep`` (~10 ms once)."""
+    return attribute_hits(request_attributes(seed, site_id), request_attribute_fields, keep.keep)
+
+
 @router.get("/calls-service/RestAPI/requests")
 @router.get("/calls-service/RestAPI/requests/")
 async def requests_journal(request: Request) -> Response:
@@ -652,9 +701,21 @@ async def requests_journal(request: Request) -> Response:
         days = sorted(d for d in _request_days((ids or []) + (numbers or [])) if d <= today)
         lo, hi = None, None
     records: list[dict[str, Any]] = []
+    seed, volume = str(cfg.seed), cfg.requests_per_day
+    keep = _request_prefilter(params)
     for site in sites:
+        hits = None if keep is None else _request_hits(seed, site, keep)
         for day in days:
-            for r in generate_requests(str(cfg.seed), site, day, cfg.requests_per_day, cfg.site_timezone):
+            only = None
+            if hits is not None:
+                only = window_positions(
+                    hits, request_offset(seed, site, day), volume, REQUEST_ATTRIBUTE_CYCLE
+                )
+                if not only:
+                    continue
+            generated = generate_requests(seed, site, day, volume, cfg.site_timezone, only=only)
+            st.requests_generated += len(generated)
+            for r in generated:
                 if r["_ts"] > now_ts:
                     continue
                 key_ts = r["_session_ts"] if bind_to == "session" else r["_ts"]

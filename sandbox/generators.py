@@ -20,6 +20,7 @@ import hashlib
 import random
 import re
 from array import array
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
@@ -711,31 +712,126 @@ _SUBJECTS = [
 _NAMES = ["Коля", "Андрей", "Мария Петровна", "Ольга", "Иван Иванович", None]
 
 
-def generate_requests(seed: str, site_id: int, day: date, volume: int, tz_name: str) -> list[dict[str, Any]]:
-    """Request (lead) records of ``site_id`` created on local ``day``, shaped as seed 004.
+#: Length of a site's cycle of request attributes (:func:`request_attributes`).
+REQUEST_ATTRIBUTE_CYCLE = 1 << 12
+
+#: One request's filter-relevant attributes: (has a session, profile index, city index, keyword index,
+#: manager index, widget (a "smart" request), subject index).
+RequestAttributes = tuple[bool, int, int, int, int, bool, int]
+
+
+@lru_cache(maxsize=8)
+def request_attributes(seed: str, site_id: int) -> tuple[RequestAttributes, ...]:
+    """The site's cycle of request attributes, as :func:`call_attributes` for calls (pure in its arguments).
+
+    Every attribute a requests-journal filter on the request itself reads (``subject``, ``manager``, the
+    session's ``keywords``/``city``/``source``/``medium``) comes from it: request ``i`` of a day takes entry
+    ``(request_offset(...) + i) % REQUEST_ATTRIBUTE_CYCLE``. So the journal finds which requests of a day pass
+    those filters without generating them (:func:`window_positions`), and generates only those.
+    """
+    rng = random.Random(f"{seed}:{site_id}:request-attributes")
+    rnd = rng.random
+    randrange = rng.randrange
+    out: list[RequestAttributes] = []
+    for _ in range(REQUEST_ATTRIBUTE_CYCLE):
+        has_session = rnd() < 0.85
+        profile = randrange(len(_PROFILES))
+        city = randrange(len(_CITIES))
+        keyword = randrange(len(_PROFILES[profile][5]))
+        manager = randrange(len(_MANAGERS))
+        widget = rnd() < 0.25
+        subject = len(_SUBJECTS) - 1 if widget else randrange(len(_SUBJECTS) - 1)
+        out.append((has_session, profile, city, keyword, manager, widget, subject))
+    return tuple(out)
+
+
+def request_offset(seed: str, site_id: int, day: date) -> int:
+    """Where ``day``'s requests start in the site's request attribute cycle (a hash of seed, site and day)."""
+    digest = hashlib.blake2b(f"{seed}:{site_id}:{day.toordinal()}:requests".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % REQUEST_ATTRIBUTE_CYCLE
+
+
+def request_attribute_fields(entry: RequestAttributes) -> dict[str, Any]:
+    """The request fields one attribute entry determines, shaped as the record (``session`` None or a dict)."""
+    has_session, profile, city, keyword, manager, _widget, subject = entry
+    p = _PROFILES[profile]
+    session = (
+        {"keywords": p[5][keyword], "city": _CITIES[city], "source": p[0], "medium": p[1]}
+        if has_session
+        else None
+    )
+    return {"subject": _SUBJECTS[subject], "manager": _MANAGERS[manager], "session": session}
+
+
+def attribute_hits(
+    entries: Sequence[Any], fields: Callable[[Any], dict[str, Any]], keep: Callable[[dict[str, Any]], bool]
+) -> list[int]:
+    """The sorted positions of ``entries`` whose ``fields(entry)`` ``keep`` accepts."""
+    seen: dict[Any, bool] = {}
+    out: list[int] = []
+    for k, entry in enumerate(entries):
+        hit = seen.get(entry)
+        if hit is None:
+            hit = seen[entry] = bool(keep(fields(entry)))
+        if hit:
+            out.append(k)
+    return out
+
+
+def window_positions(hits: Sequence[int], offset: int, volume: int, cycle: int) -> list[int]:
+    """The indexes ``i < volume`` whose cycle position ``(offset + i) % cycle`` is in ``hits`` (sorted), in order."""
+    out: list[int] = []
+    start, pos, remaining = 0, offset, volume
+    while remaining:
+        seg = min(remaining, cycle - pos)
+        lo, hi = bisect_left(hits, pos), bisect_left(hits, pos + seg)
+        out.extend(h - pos + start for h in hits[lo:hi])
+        start, pos, remaining = start + seg, 0, remaining - seg
+    return out
+
+
+def generate_requests(
+    seed: str,
+    site_id: int,
+    day: date,
+    volume: int,
+    tz_name: str,
+    *,
+    only: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Request (lead) records of ``site_id`` created on local ``day``, shaped as seed 004, in time order.
 
     Every block is included; the API layer removes the ones whose ``with*`` flag is off. Private
-    keys (``_ts``, ``_session_ts``, ``_widget``) drive filters and are never sent.
+    keys (``_ts``, ``_session_ts``, ``_widget``) drive filters and are never sent. ``only``: generate just
+    the requests of these indexes (ascending), each exactly as in the whole day: the day's clock times come
+    from one generator, each request's other fields from its own (``f"{seed}:{site}:{day}:requests:{i}"``)
+    and from the attribute cycle, so a request costs the same whichever others are generated.
     """
-    rng = random.Random(f"{seed}:{site_id}:{day.isoformat()}:requests")
+    day_rng = random.Random(f"{seed}:{site_id}:{day.isoformat()}:requests")
     tz = ZoneInfo(tz_name)
     midnight, day_seconds = _day_clock(day, tz)
     host = site_hostname(site_id)
-    secs = sorted(rng.choices(range(24), cum_weights=_HOUR_CUM, k=volume))
-    secs = sorted((h * 3600 + rng.randrange(3600)) * day_seconds // 86400 for h in secs)
+    secs = sorted(day_rng.choices(range(24), cum_weights=_HOUR_CUM, k=volume))
+    secs = sorted((h * 3600 + day_rng.randrange(3600)) * day_seconds // 86400 for h in secs)
+    attributes = request_attributes(str(seed), site_id)
+    cycle = len(attributes)
+    offset = request_offset(str(seed), site_id, day)
     out: list[dict[str, Any]] = []
-    for i, sec in enumerate(secs):
-        ts = midnight + sec
+    for i in range(volume) if only is None else only:
+        ts = midnight + secs[i]
         request_id = day.toordinal() * 100_000 + (site_id % 10) * 10_000 + i
-        has_session = rng.random() < 0.85
-        p = _PROFILES[rng.randrange(len(_PROFILES))]
+        has_session, profile, city_i, keyword_i, manager_i, widget, subject_i = attributes[
+            (offset + i) % cycle
+        ]
+        rng = random.Random(f"{seed}:{site_id}:{day.isoformat()}:requests:{i}")
+        p = _PROFILES[profile]
         session_ts = (
             ts - rng.randrange(30, 3600) - (0 if rng.random() < 0.8 else rng.randrange(86400, 2 * 86400))
         )
         first_visit = session_ts - rng.randrange(60 * 86400)
         device = rng.choice(_DEVICES)
-        city = rng.choice(_CITIES)
-        keyword = rng.choice(p[5])
+        city = _CITIES[city_i]
+        keyword = p[5][keyword_i]
         url = f"https://{host}{rng.choice(_PATHS)}"
         session: dict[str, Any] | None = None
         visits: list[dict[str, Any]] = []
@@ -822,8 +918,7 @@ def generate_requests(seed: str, site_id: int, day: date, volume: int, tz_name: 
                     "session": dict(session),
                 }
             )
-        widget = rng.random() < 0.25
-        subject = "Умная заявка" if widget else rng.choice(_SUBJECTS[:-1])
+        subject = _SUBJECTS[subject_i]
         name = rng.choice(_NAMES)
         unique = rng.random() < 0.7
         target = rng.random() < 0.6
@@ -843,7 +938,7 @@ def generate_requests(seed: str, site_id: int, day: date, volume: int, tz_name: 
             "comments": comments,
             "requestType": rng.choice(["CLIENT_ORDER", "CALLBACK", "CHAT"]),
             "dateStr": _fmt_dt(datetime.fromtimestamp(ts, tz)),
-            "manager": rng.choice(_MANAGERS),
+            "manager": _MANAGERS[manager_i],
             "session": session,
             "subject": subject,
             "uniqTargetRequest": unique and target,

@@ -10,13 +10,15 @@ as the plain reference path (:func:`sandbox.calltouch.select_calls`, generation 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
 from sandbox.calltouch import select_calls
+from sandbox.generators import generate_requests
 from sandbox.state import SandboxState
 from tests.sandbox.conftest import CT_TOKEN
 
@@ -179,3 +181,88 @@ def test_paging_a_filtered_range_returns_exactly_records_total(api, urls, tz, da
     ):  # sessions start up to 3 days before their call: calls after dateTo count
         call_days = {date(int(c["date"][6:10]), int(c["date"][3:5]), int(c["date"][:2])) for c in calls}
         assert max(call_days) > date_to
+
+
+# ------------------------------------------------------------------------------------------- requests journal
+
+
+def _journal(urls: Any, **params: str) -> list[dict[str, Any]]:
+    r = requests.get(urls.requests, params={"clientApiId": CT_TOKEN, **params}, timeout=120)
+    assert r.status_code == 200, r.text[:300]
+    return r.json()
+
+
+def test_filtered_journal_over_30_years_generates_only_the_requests_it_returns(api, urls):
+    """Unpaginated, the journal costs what it returns: a filtered 30-year answer generates no other request."""
+    api.reset(calltouch_rps=1000, seed="30-years", now=NOW)
+    before = api.state()["requests_journal"]["requests_generated"]
+    found = _journal(
+        urls,
+        siteId=str(SITE),
+        dateFrom="01/01/1996",
+        dateTo="12/31/2025",
+        city="Казань",
+        manager="Петров Сергей",
+        subject="Заказ",
+    )
+    generated = api.state()["requests_journal"]["requests_generated"] - before
+    assert 100 < len(found) == generated  # about 40 * 10,958 / 15 / 5 / 6 ≈ 970
+    assert all(r["session"]["city"] == "Казань" and r["manager"] == "Петров Сергей" for r in found)
+    assert all(r["subject"].startswith("Заказ") and r["siteId"] == SITE for r in found)
+
+
+#: every filter on the request's own attributes, with session binding and a time window
+JOURNAL: list[dict[str, str]] = [
+    {"city": "Москва", "source": "yandex", "keywords": "диван"},
+    {"medium": "organic", "bindTo": "session", "timeFrom": "09:30:00", "timeTo": "18:00:00"},
+    {"subject": "Умная", "manager": "Сидорова Мария", "ani.value": "79", "ani.filterMode": "startwith"},
+]
+
+
+@pytest.mark.parametrize("query", JOURNAL, ids=["session-fields", "session-binding", "subject-manager-ani"])
+def test_filtered_journal_returns_what_full_generation_and_filtering_give(api, urls, query):
+    config = {"calltouch_rps": 1000, "seed": "journal", "now": NOW, "requests_per_day": 60}
+    api.reset(**config)
+    date_from, date_to = date(2026, 9, 20), date(2026, 11, 30)
+    found = _journal(
+        urls, dateFrom=date_from.strftime("%m/%d/%Y"), dateTo=date_to.strftime("%m/%d/%Y"), **query
+    )
+    # the reference: every request of both sites generated whole, then the journal's documented filters
+    state = SandboxState(config)
+    tz = ZoneInfo(state.config.site_timezone)
+    today = date(2026, 11, 30)
+    now_ts = int(datetime.fromisoformat(NOW).timestamp())
+    session = query.get("bindTo") == "session"
+    t_from, t_to = (
+        [int(x) for x in query.get(k, d).split(":")]
+        for k, d in (("timeFrom", "00:00:00"), ("timeTo", "23:59:59"))
+    )
+    lo = int(datetime.combine(date_from, time(*t_from), tz).timestamp())
+    hi = int(datetime.combine(date_to, time(*t_to), tz).timestamp())
+    expected = []
+    for site in (10001, 10002):
+        day = date_from
+        while day <= min(date_to + timedelta(days=4 if session else 0), today):
+            for r in generate_requests("journal", site, day, 60, "Europe/Moscow"):
+                key_ts = r["_session_ts"] if session else r["_ts"]
+                if r["_ts"] > now_ts or key_ts is None or not lo <= key_ts <= hi:
+                    continue
+                s = r["session"]
+                if any(
+                    name in query and not (s and s[name] == query[name])
+                    for name in ("city", "source", "medium")
+                ):
+                    continue
+                if "keywords" in query and not (s and query["keywords"] in s["keywords"]):
+                    continue
+                if "subject" in query and not r["subject"].startswith(query["subject"]):
+                    continue
+                if "manager" in query and r["manager"] != query["manager"]:
+                    continue
+                if "ani.value" in query and not any(
+                    p["phoneNumber"].startswith(query["ani.value"]) for p in r["client"]["phones"]
+                ):
+                    continue
+                expected.append(r["requestId"])
+            day += timedelta(days=1)
+    assert [r["requestId"] for r in found] == expected and expected
