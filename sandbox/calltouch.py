@@ -700,58 +700,69 @@ async def requests_journal(request: Request) -> Response:
     else:
         days = sorted(d for d in _request_days((ids or []) + (numbers or [])) if d <= today)
         lo, hi = None, None
-    records: list[dict[str, Any]] = []
-    seed, volume = str(cfg.seed), cfg.requests_per_day
-    keep = _request_prefilter(params)
-    for site in sites:
-        hits = None if keep is None else _request_hits(seed, site, keep)
-        for day in days:
-            only = None
-            if hits is not None:
-                only = window_positions(
-                    hits, request_offset(seed, site, day), volume, REQUEST_ATTRIBUTE_CYCLE
+
+    # generated, filtered, projected and serialised in a worker thread: a long range takes seconds, and the
+    # event loop keeps serving (and clocking the rate limit of) other requests meanwhile
+    def answer() -> Response:
+        records: list[dict[str, Any]] = []
+        seed, volume = str(cfg.seed), cfg.requests_per_day
+        keep = _request_prefilter(params)
+        for site in sites:
+            hits = None if keep is None else _request_hits(seed, site, keep)
+            for day in days:
+                only = None
+                if hits is not None:
+                    only = window_positions(
+                        hits, request_offset(seed, site, day), volume, REQUEST_ATTRIBUTE_CYCLE
+                    )
+                    if not only:
+                        continue
+                generated = generate_requests(seed, site, day, volume, cfg.site_timezone, only=only)
+                st.requests_generated += len(generated)
+                for r in generated:
+                    if r["_ts"] > now_ts:
+                        continue
+                    key_ts = r["_session_ts"] if bind_to == "session" else r["_ts"]
+                    if lo is not None and (key_ts is None or not lo <= key_ts <= hi):
+                        continue
+                    records.append(r)
+        if ids is not None:
+            wanted = {int(x) for x in ids}
+            records = [r for r in records if r["requestId"] in wanted]
+        if numbers is not None:
+            records = [r for r in records if r["requestNumber"] in set(numbers)]
+        p = params
+        if p.get("subject") is not None:
+            records = [r for r in records if (r["subject"] or "").startswith(p["subject"])]
+        if p.get("keywords") is not None:
+            records = [
+                r for r in records if r["session"] and p["keywords"] in (r["session"]["keywords"] or "")
+            ]
+        for name in ("city", "source", "medium"):
+            if p.get(name) is not None:
+                records = [r for r in records if r["session"] and r["session"][name] == p[name]]
+        if p.get("manager") is not None:
+            records = [r for r in records if r["manager"] == p["manager"]]
+        if p.get("ani.value") is not None:
+            records = [
+                r
+                for r in records
+                if any(
+                    _match(ph["phoneNumber"], p["ani.value"], modes["ani"]) for ph in r["client"]["phones"]
                 )
-                if not only:
-                    continue
-            generated = generate_requests(seed, site, day, volume, cfg.site_timezone, only=only)
-            st.requests_generated += len(generated)
-            for r in generated:
-                if r["_ts"] > now_ts:
-                    continue
-                key_ts = r["_session_ts"] if bind_to == "session" else r["_ts"]
-                if lo is not None and (key_ts is None or not lo <= key_ts <= hi):
-                    continue
-                records.append(r)
-    if ids is not None:
-        wanted = {int(x) for x in ids}
-        records = [r for r in records if r["requestId"] in wanted]
-    if numbers is not None:
-        records = [r for r in records if r["requestNumber"] in set(numbers)]
-    p = params
-    if p.get("subject") is not None:
-        records = [r for r in records if (r["subject"] or "").startswith(p["subject"])]
-    if p.get("keywords") is not None:
-        records = [r for r in records if r["session"] and p["keywords"] in (r["session"]["keywords"] or "")]
-    for name in ("city", "source", "medium"):
-        if p.get(name) is not None:
-            records = [r for r in records if r["session"] and r["session"][name] == p[name]]
-    if p.get("manager") is not None:
-        records = [r for r in records if r["manager"] == p["manager"]]
-    if p.get("ani.value") is not None:
-        records = [
-            r
-            for r in records
-            if any(_match(ph["phoneNumber"], p["ani.value"], modes["ani"]) for ph in r["client"]["phones"])
-        ]
-    if p.get("email.value") is not None:
-        records = [
-            r
-            for r in records
-            if any(
-                _match(c["contactValue"], p["email.value"], modes["email"]) for c in r["client"]["contacts"]
-            )
-        ]
-    return _json([project_request(r, params, attribution) for r in records])
+            ]
+        if p.get("email.value") is not None:
+            records = [
+                r
+                for r in records
+                if any(
+                    _match(c["contactValue"], p["email.value"], modes["email"])
+                    for c in r["client"]["contacts"]
+                )
+            ]
+        return _json([project_request(r, params, attribution) for r in records])
+
+    return await asyncio.to_thread(answer)
 
 
 # --------------------------------------------------------------------------------------------- plans
