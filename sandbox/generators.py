@@ -2,7 +2,9 @@
 
 Everything here is a pure function of its arguments: the random generator is seeded with the
 string ``f"{seed}:{site_id}:{day}"`` (string seeds hash the same in every process), so the same
-inputs give the same records byte for byte, in any process. The hot path (base call records) is
+inputs give the same records byte for byte, in any process. The attributes filters read come from
+per-site cycles (:func:`call_attributes`, :func:`request_attributes`), so how many calls of a day pass a
+filter, or which requests do, is known without generating the day. The hot path (base call records) is
 written for speed: 100,000 calls for one day take about a second; the optional blocks
 (``callTags``, ``comments``, ``orders``, ``mapVisits``, ``yandexDirect``) are derived lazily, per
 call, only for the records actually returned.

@@ -87,12 +87,12 @@ def _dmy(day: date) -> str:
     return day.strftime("%d/%m/%Y")
 
 
+FLAGS = {"targetOnly": "targetCall", "uniqueOnly": "uniqueCall", "callbackOnly": "callbackCall"}
+
+
 def _matches(call: dict[str, Any], query: dict[str, str]) -> bool:
-    for flag, field in (
-        ("targetOnly", "targetCall"),
-        ("uniqueOnly", "uniqueCall"),
-        ("callbackOnly", "callbackCall"),
-    ):
+    """The filters of :data:`PAGED`, checked on a call as served."""
+    for flag, field in FLAGS.items():
         if query.get(flag) == "true" and not call[field]:
             return False
     if "utmMedium" in query and call["utmMedium"] != query["utmMedium"]:
@@ -155,15 +155,7 @@ def test_paging_a_filtered_range_returns_exactly_records_total(api, urls, tz, da
             matches.append((name, value, query.get(f"{name}.filterMode", "exact")))
         elif key == "utmMedium":
             matches.append((key, value, "exact"))
-    flags = [
-        f
-        for q, f in (
-            ("targetOnly", "targetCall"),
-            ("uniqueOnly", "uniqueCall"),
-            ("callbackOnly", "callbackCall"),
-        )
-        if q in query
-    ]
+    flags = [field for flag, field in FLAGS.items() if flag in query]
     attribution = int(query["attribution"]) if "attribution" in query else None
     reference = select_calls(
         SandboxState(config),
@@ -176,9 +168,7 @@ def test_paging_a_filtered_range_returns_exactly_records_total(api, urls, tz, da
         attribution,
     )
     assert [c["callId"] for c in calls] == [r["callId"] for r in reference]
-    if (
-        query.get("bindTo") == "session"
-    ):  # sessions start up to 3 days before their call: calls after dateTo count
+    if query.get("bindTo") == "session":  # sessions start up to 3 days before their call: later calls count
         call_days = {date(int(c["date"][6:10]), int(c["date"][3:5]), int(c["date"][:2])) for c in calls}
         assert max(call_days) > date_to
 
