@@ -18,10 +18,10 @@ from calltouch_metrika.dag_factory import (
     build_each,
     buildable_pipelines,
     calls_asset,
+    extract_pool_kwargs,
     linkage_asset,
     local_midnight,
     pipeline_default_args,
-    pool_kwargs,
 )
 from calltouch_metrika.operators.calltouch import CalltouchExtractOperator
 from calltouch_metrika.operators.metrika import MetrikaUploadCallsOperator
@@ -43,7 +43,7 @@ CLI: `airflow dags test {dag_id} 2026-11-29`; range: `airflow backfill create --
 --from-date 2026-11-20 --to-date 2026-11-22` (days 20, 21, 22).
 
 1. **extract** — the day's calls through the Calltouch API, written as Parquet to
-   `{storage_root}/calltouch/calls/site={site_id}/date=YYYY-MM-DD/calls.parquet`.
+   `{storage_root}/calltouch/calls/site={site_id}/date=YYYY-MM-DD/calls.parquet`.{account_note}
 2. **upload** — the calls turned into Metrika's calls CSV (identifier `{identifier}` from `{field}`);
    calls that cannot be uploaded go to `metrika/rejects/…` with a reason. Only calls that counter
    {counter_id}'s call ledger does not hold yet are uploaded (one upload per day with new calls,
@@ -59,6 +59,11 @@ Trigger with **dry_run** to build and check the CSV without uploading; with **fo
 to re-send the day's calls even if the ledger holds them (recorded as forced; Metrika's
 deduplication of repeated calls is undocumented).
 """
+
+ACCOUNT_NOTE = """
+   Account **{account}**: DAG `calltouch_account_extract__{account}` fetches every site of the account in
+   one task per day; this task takes its files (no Calltouch request), waiting for them (deferred) up to
+   {wait:g} min, then fetches the site itself. Trigger with **refetch** to fetch the site here."""
 
 
 def build_dag(pipeline: Pipeline) -> DAG:
@@ -78,6 +83,12 @@ def build_dag(pipeline: Pipeline) -> DAG:
             "force_reupload": Param(
                 False, type="boolean", description="Upload again even if this day was already uploaded."
             ),
+            "refetch": Param(
+                False,
+                type="boolean",
+                description="With an account: fetch this site from Calltouch in this run instead of "
+                "using the account extract's files.",
+            ),
         },
         tags=list(pipeline.dag_tags),
         doc_md=DOC_MD.format(
@@ -92,6 +103,9 @@ def build_dag(pipeline: Pipeline) -> DAG:
             identifier=pipeline.identifier.type,
             field=pipeline.identifier.field,
             on_linkage_failure=pipeline.on_linkage_failure,
+            account_note=ACCOUNT_NOTE.format(account=pipeline.account, wait=pipeline.account_wait_minutes)
+            if pipeline.account
+            else "",
         ),
     ) as dag:
         extract = CalltouchExtractOperator(
@@ -105,8 +119,13 @@ def build_dag(pipeline: Pipeline) -> DAG:
             timezone=pipeline.timezone,
             settle_days=pipeline.settle_days,
             lookback_days=pipeline.lookback_days,
+            pipeline=pipeline.name,
+            account=pipeline.account,
+            account_start=pipeline.start_date.isoformat() if pipeline.account else None,
+            account_wait=pipeline.account_wait_minutes * 60,
+            account_poll_interval=max(2.0, min(pipeline.status_poll_seconds, 30.0)),
             outlets=[calls_asset(pipeline)],
-            **pool_kwargs(pipeline),
+            **extract_pool_kwargs(pipeline),
         )
         upload = MetrikaUploadCallsOperator(
             task_id="upload",

@@ -1,12 +1,14 @@
-"""Small helpers several modules share: the repository root, and reading rendered template values.
+"""Small helpers several modules share: the repository root, reading rendered template values, and the
+default of ``deferrable`` (:func:`default_deferrable`, read from Airflow's configuration).
 
 Operators receive ``template_fields`` as strings once Jinja has rendered them (``"{{ params.dry_run }}"``
 becomes ``"False"``), so flags and dates are read back here, once, with errors naming the field.
-Pure: no Airflow, no I/O.
+No I/O; Airflow only inside :func:`default_deferrable`.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -52,3 +54,24 @@ def as_date(value: Any, what: str) -> date:
         return date.fromisoformat(str(value).strip()[:10])
     except ValueError:
         raise ValueError(f"{what} must be a date like 2026-11-24, got {value!r}") from None
+
+
+_SECTION, _KEY = "operators", "default_deferrable"
+
+
+def default_deferrable() -> bool:
+    """``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` (or its ``_CMD``/``_SECRET`` forms) when set, else True.
+
+    Read when the sensor class is defined, like the providers' ``deferrable=conf.getboolean(...)``
+    defaults. Airflow's built-in default (``false``) is not a user's choice, and neither is the
+    ``default_deferrable = false`` line Airflow writes into every ``airflow.cfg`` it generates (seen
+    under ``make up`` and the e2e stack): a ``false`` there cannot be told from an untouched file, so
+    only ``true`` is taken from ``airflow.cfg``. To make the sensors poke instead, set the environment
+    variable to ``false`` or pass ``deferrable=False`` to the sensor.
+    """
+    from airflow.sdk.configuration import conf
+
+    env = f"AIRFLOW__{_SECTION.upper()}__{_KEY.upper()}"
+    if any(name in os.environ for name in (env, f"{env}_CMD", f"{env}_SECRET")):
+        return conf.getboolean(_SECTION, _KEY, fallback=True)
+    return True

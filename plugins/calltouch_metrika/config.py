@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from calltouch_metrika._utils import REPO_ROOT
-from calltouch_metrika.constants import CALLTOUCH_POOL
+from calltouch_metrika.constants import CALLTOUCH_POOL, METRIKA_CURRENCIES
 from calltouch_metrika.exceptions import ConfigError
 
 CONFIG_ENV = "CALLTOUCH_METRIKA_CONFIG"
@@ -83,18 +83,6 @@ MAX_START_DATE = date(2099, 12, 31)
 MAX_TAG_LENGTH = 100
 #: Connection ids and pool names Airflow accepts (letters, digits, ``_ . -``; ``airflow.utils.helpers``).
 _AIRFLOW_ID = r"^[A-Za-z0-9_.\-]{1,250}$"
-#: ISO 4217 currency codes Metrika's ``Currency`` column takes (seed 000: "three-letter ISO 4217";
-#: the sandbox answers ``Invalid Currency`` to any other code, as Metrika does: api-notes §3.3).
-_CURRENCY_CODES = """
-    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD
-    CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF
-    GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP
-    LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB
-    PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP
-    SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW
-    ZWL
-"""
-METRIKA_CURRENCIES = frozenset(_CURRENCY_CODES.split())
 #: Calls columns (or ``<URL column>?<param>``) each Metrika identifier may come from: a ClientId is
 #: Metrika's own visitor id (``yaClientId``), a UserId the site's user id, a Yclid a click id found
 #: in a URL. A column of another meaning (``callId``, ``timestamp``, ``duration``) would upload
@@ -424,6 +412,11 @@ class Pipeline(_Strict):
     retries: int = Field(default=2, ge=0, le=20)
     owner: str = Field(default="calltouch-metrika", min_length=1, max_length=500)
     dag_tags: list[str] = Field(default_factory=lambda: ["calltouch", "metrika"], max_length=50)
+    #: Pipelines naming one account are extracted together: one task per local day (DAG
+    #: ``calltouch_account_extract__<account>``) reads all their sites; they must share the Calltouch
+    #: connection, time zone and schedule. Their own extract then waits for it (``account_wait_minutes``).
+    account: str | None = Field(default=None, pattern=r"^[a-z0-9_]+$", max_length=64)
+    account_wait_minutes: float = Field(default=60.0, ge=0, le=24 * 60)
     #: Airflow pool the tasks that call Calltouch run in: it bounds how many wait on Calltouch's 5
     #: requests/s at once (4 slots with a shared rate-limit backend; 1 slot without one: README).
     #: The pool must exist (`make up` and docker compose create it); set null to run without one.
@@ -584,7 +577,9 @@ class PipelinesConfig(_Strict):
 
 
 #: Names of :mod:`calltouch_metrika.config_file` (reading the file) served from here too.
-_FILE_NAMES = frozenset({"counter_overlaps", "ConfigReport", "read_config", "load_config", "load_valid_config"})
+_FILE_NAMES = frozenset(
+    {"counter_overlaps", "ConfigReport", "read_config", "load_config", "load_valid_config"}
+)
 
 
 def __getattr__(name: str) -> Any:

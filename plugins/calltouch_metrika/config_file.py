@@ -56,6 +56,51 @@ def counter_overlaps(pipelines: list[Pipeline]) -> tuple[list[tuple[str, str]], 
     return errors, warns
 
 
+#: What every pipeline of one ``account`` must share: the account extract reads them in one task.
+ACCOUNT_SHARED_KEYS = ("calltouch_conn_id", "timezone", "schedule")
+
+
+def account_conflicts(pipelines: list[Pipeline]) -> list[tuple[str, str]]:
+    """Pipelines of one ``account`` that cannot be extracted together: ``[(error, pipeline's name)]``.
+
+    The first pipeline of an account sets its Calltouch connection, time zone and schedule (one
+    token reads every site; one task per local day); a later one that differs is an error and is not
+    loaded. So are two pipelines of the account reading one site into one storage root with different
+    filters or phone hashing: their calls files (``site=S/date=D/calls.parquet``) would overwrite each other.
+    """
+    errors: list[tuple[str, str]] = []
+    first: dict[str, Pipeline] = {}
+    sites: dict[tuple[str, int, str], Pipeline] = {}
+    for p in pipelines:
+        if p.account is None:
+            continue
+        ref = first.setdefault(p.account, p)
+        differs = [k for k in ACCOUNT_SHARED_KEYS if getattr(p, k) != getattr(ref, k)]
+        if differs:
+            key = differs[0]
+            errors.append(
+                (
+                    f"pipeline {p.name!r}: key {key!r}: account {p.account!r} is extracted in one task with "
+                    f"{key} {getattr(ref, key)!r} (set by pipeline {ref.name!r}), not {getattr(p, key)!r}; "
+                    f"give the pipeline the same {key} or another account; {p.name!r} is not loaded",
+                    p.name,
+                )
+            )
+            continue
+        other = sites.setdefault((p.account, p.site_id, p.storage_root), p)
+        if other is not p and (other.filters, other.hash_phone_numbers) != (p.filters, p.hash_phone_numbers):
+            errors.append(
+                (
+                    f"pipeline {p.name!r}: key 'filters': pipelines {other.name!r} and {p.name!r} of account "
+                    f"{p.account!r} read site {p.site_id} into one storage_root with different filters or "
+                    f"hash_phone_numbers: their calls files would overwrite each other; give one its own "
+                    f"storage_root; {p.name!r} is not loaded",
+                    p.name,
+                )
+            )
+    return errors
+
+
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -190,6 +235,10 @@ def read_config(path: str | os.PathLike[str] | None = None, *, today: date | Non
         report.errors.append(f"{fname}: {message}")
         report.broken.append(later)
         report.pipelines = [p for p in report.pipelines if p.name != later]
+    for message, name in account_conflicts(report.pipelines):
+        report.errors.append(f"{fname}: {message}")
+        report.broken.append(name)
+        report.pipelines = [p for p in report.pipelines if p.name != name]
     return report
 
 

@@ -104,3 +104,24 @@ PLANS_TERMINAL_STATUSES = frozenset({PLANS_SUCCESS, PLANS_ERROR})
 #: Plans ledger entry states (see :mod:`calltouch_metrika.storage`): sent, awaiting a status; imported.
 LEDGER_SENT = "sent"
 LEDGER_SUCCEEDED = "succeeded"
+
+#: ISO 4217 currency codes Metrika's ``Currency`` column takes (seed 000: "three-letter ISO 4217";
+#: the sandbox answers ``Invalid Currency`` to any other code, as Metrika does: api-notes §3.3).
+_CURRENCY_CODES = """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD
+    CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF
+    GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP
+    LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB
+    PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP
+    SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XOF XPF YER ZAR ZMW
+    ZWL
+"""
+METRIKA_CURRENCIES = frozenset(_CURRENCY_CODES.split())
+
+#: ``calltouch_account_extract__<account>``: the DAG extracting every site of an account (issue 15).
+ACCOUNT_DAG_PREFIX = "calltouch_account_extract__"
+
+
+def account_dag_id(account: str) -> str:
+    """The id of the DAG extracting account ``account``'s sites (one task per local day)."""
+    return f"{ACCOUNT_DAG_PREFIX}{account}"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 from airflow.sdk import Asset
 
+from calltouch_metrika.constants import ACCOUNT_DAG_PREFIX, account_dag_id
 from calltouch_metrika.storage import root_path
 
 if TYPE_CHECKING:
@@ -26,15 +27,20 @@ if TYPE_CHECKING:
     from calltouch_metrika.config import ConfigReport, Pipeline
 
 __all__ = [
+    "ACCOUNT_DAG_PREFIX",
     "CALLS_ASSET_PREFIX",
     "LINKAGE_ASSET_PREFIX",
     "REQUESTS_ASSET_PREFIX",
     "RETRY_DELAY",
+    "account_dag_id",
+    "account_groups",
+    "account_sites",
     "build_each",
     "buildable_pipelines",
     "calls_asset",
     "config_report",
     "default_args",
+    "extract_pool_kwargs",
     "linkage_asset",
     "local_midnight",
     "notify_callbacks",
@@ -105,6 +111,43 @@ def notify_callbacks(pipeline: Pipeline) -> dict[str, Any]:
 def pool_kwargs(pipeline: Pipeline) -> dict[str, Any]:
     """``{"pool": ...}`` for a Calltouch task when the pipeline names a pool, else ``{}`` (Airflow's default)."""
     return {"pool": pipeline.pool} if pipeline.pool else {}
+
+
+def extract_pool_kwargs(pipeline: Pipeline) -> dict[str, Any]:
+    """The pool of a calls DAG's ``extract`` task: :func:`pool_kwargs`, except for a pipeline with an
+    ``account``, whose extract normally only reads the account extract's summary (no Calltouch request;
+    a pool slot would only delay it) and, when none comes, is paced by the rate limiter alone."""
+    return {} if pipeline.account else pool_kwargs(pipeline)
+
+
+def account_groups(pipelines: Iterable[Pipeline]) -> dict[str, list[Pipeline]]:
+    """``{account: [its pipelines, config order]}`` of the pipelines with an ``account``, in config order.
+
+    The config check (``config_file.account_conflicts``) has already left out pipelines whose
+    connection, time zone or schedule differs from their account's first one.
+    """
+    groups: dict[str, list[Pipeline]] = {}
+    for p in pipelines:
+        if p.account:
+            groups.setdefault(p.account, []).append(p)
+    return groups
+
+
+def account_sites(members: Iterable[Pipeline]) -> list[dict[str, Any]]:
+    """The ``sites`` argument of the account extract: each pipeline's own extract settings (primitives)."""
+    return [
+        {
+            "pipeline": p.name,
+            "site_id": p.site_id,
+            "filters": dict(p.filters),
+            "storage_root": p.storage_root,
+            "hash_phone_numbers": p.hash_phone_numbers,
+            "settle_days": p.settle_days,
+            "lookback_days": p.lookback_days,
+            "start_date": p.start_date.isoformat(),
+        }
+        for p in members
+    ]
 
 
 def requests_export_pipelines(pipelines: Iterable[Pipeline]) -> list[Pipeline]:

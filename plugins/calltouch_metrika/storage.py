@@ -8,6 +8,7 @@ must agree on the paths. The layout (docs/design.md "Datasets on storage")::
     {root}/metrika/calls_csv/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.csv
     {root}/metrika/rejects/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.parquet
     {root}/calltouch/plans_ledger/site={site_id}/{sha256}.json
+    {root}/calltouch/account_extracts/account={account}/date={YYYY-MM-DD}/{pipeline}.json
     {root}/metrika/linkage/counter={counter_id}/date={YYYY-MM-DD}/{pipeline}.upload-{id}.parquet
     {root}/metrika/ledger/counter={counter_id}/{day}.{pipeline}.part{NNNN}.{state}.parquet
     {root}/metrika/locks/counter={counter_id}/lease-{generation}.json
@@ -75,6 +76,32 @@ def extract_path(
 ) -> ObjectStoragePath:
     """The Parquet file of one local day of Calltouch ``kind`` records for ``site_id``."""
     return _day_file(root, "calltouch", kind, f"site={int(site_id)}", day, f"{kind}.parquet")
+
+
+def account_manifest_path(
+    root: str | ObjectStoragePath, account: str, day: date | str, pipeline: str
+) -> ObjectStoragePath:
+    """What an account extract wrote for ``pipeline``'s run of local ``day``: the extract summary (JSON).
+
+    Written last, after the pipeline's calls files; the pipeline's ``extract`` task waits for it
+    (:class:`~calltouch_metrika.operators.calltouch.CalltouchExtractOperator` with ``account``).
+    """
+    return _day_file(root, "calltouch", "account_extracts", f"account={account}", day, f"{pipeline}.json")
+
+
+def read_json(path: ObjectStoragePath) -> dict[str, Any] | None:
+    """The JSON object at ``path``, or None when there is no such file."""
+    try:
+        with path.open("rb") as fh:
+            data = json.loads(fh.read().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: ObjectStoragePath, data: dict[str, Any]) -> ObjectStoragePath:
+    """Write ``data`` as UTF-8 JSON to ``path`` atomically (:func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8"))
 
 
 def calls_path(root: str | ObjectStoragePath, site_id: int, day: date | str) -> ObjectStoragePath:

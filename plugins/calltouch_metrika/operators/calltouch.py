@@ -9,6 +9,7 @@ calls the hook, converts the records to Arrow and writes the files.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from airflow.sdk import BaseOperator
 
 from calltouch_metrika import storage
-from calltouch_metrika._utils import as_date
+from calltouch_metrika._utils import as_bool, as_date
+from calltouch_metrika.constants import account_dag_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -98,6 +100,170 @@ def _hook_params(params: Any) -> dict[str, Any]:
     return out
 
 
+def lookback_before(
+    first: date, lookback_days: int, tz_name: str, start: datetime | None, log: Any
+) -> list[date]:
+    """The ``lookback_days`` local days before ``first`` that still lie in Metrika's 21-day linkage window
+    and not before ``start`` (the DAG's start: no lookback before the pipeline began), oldest first."""
+    import pendulum
+
+    tz = pendulum.timezone(tz_name)
+    oldest = pendulum.now(tz).date() - timedelta(days=21)
+    if start is not None:
+        oldest = max(oldest, pendulum.instance(start).in_timezone(tz).date())
+    days = [first - timedelta(days=k) for k in range(lookback_days, 0, -1)]
+    skipped = [d for d in days if d < oldest]
+    if skipped:
+        log.info(
+            "Lookback: %d day(s) before %s skipped (Metrika's 21-day linkage window, the DAG's start)",
+            len(skipped),
+            oldest,
+        )
+    return [d for d in days if d >= oldest]
+
+
+def phone_salt(log: Any) -> str:
+    """The salt of hashed phone numbers (Airflow Variable ``calltouch_metrika_phone_salt``), masked;
+    ``""`` with a warning when the Variable is empty."""
+    from airflow.sdk import Variable
+    from airflow.sdk.log import mask_secret
+
+    salt = Variable.get(PHONE_SALT_VARIABLE, default="")
+    if salt:
+        mask_secret(salt)
+    else:
+        log.warning(
+            "hash_phone_numbers is on but the Variable %r is empty: hashes are unsalted and a "
+            "phone number can be recovered from its hash by brute force. Set the Variable.",
+            PHONE_SALT_VARIABLE,
+        )
+    return salt
+
+
+def _to_table(
+    kind: str, records: list[Any], *, hash_phone_numbers: bool, salt: str, rejects: list[Any]
+) -> Any:
+    """The day's Arrow table. Calls keep every item (a bad one is a reject of the calls transform);
+    a request record that cannot be typed is left out and appended to ``rejects``."""
+    if kind == "calls":
+        from calltouch_metrika.transforms.records import calls_to_table
+
+        return calls_to_table(records, hash_phone_numbers=hash_phone_numbers, phone_salt=salt)
+    from calltouch_metrika.transforms.requests import requests_to_table
+
+    return requests_to_table(records, rejects=rejects)
+
+
+def extract_site(
+    hook: Any,
+    *,
+    kind: str,
+    site_id: int,
+    main_days: list[date],
+    lookback: list[date],
+    api_params: Mapping[str, Any],
+    storage_root: str,
+    hash_phone_numbers: bool,
+    salt: str,
+    log: Any,
+) -> dict[str, Any]:
+    """Fetch ``lookback + main_days`` of one site through ``hook`` and write each day's Parquet partition.
+
+    Shared by :class:`CalltouchExtractOperator` (one site per task) and
+    :class:`~calltouch_metrika.operators.calltouch_account.CalltouchAccountExtractOperator` (every site of
+    an account in one task). Returns the summary the upload reads (the extract task's XCom, see
+    :class:`CalltouchExtractOperator`); logs each day, the rejects and the reconciliation.
+
+    :raises RuntimeError: received records do not reconcile with stored + left out (a bug, never data).
+    """
+    import pyarrow.parquet as pq
+
+    days = lookback + main_days
+    # One pass over the whole interval: the hook fetches days concurrently (pages and days in flight
+    # together, paced by its limiter) and yields them in order; each day's partition is written as
+    # soon as it arrives, so memory holds a few days, not the interval.
+    by_day = hook.iter_calls_by_day if kind == "calls" else hook.iter_requests_by_day
+    paths: list[str] = []
+    rows_by_day: dict[str, int] = {}
+    rejected: dict[str, int] = {}
+    for day, records in by_day(days[0], days[-1], **api_params):
+        received = len(records)
+        day_rejects: list[Any] = []
+        table = _to_table(
+            kind, records, hash_phone_numbers=hash_phone_numbers, salt=salt, rejects=day_rejects
+        )
+        del records
+        for reject in day_rejects:
+            log.warning(
+                "Site %s, %s: %s item %d (requestId %s) left out: %s: %s",
+                site_id,
+                day,
+                kind,
+                reject.index,
+                reject.request_id,
+                reject.reason,
+                reject.detail,
+            )
+            rejected[reject.reason] = rejected.get(reject.reason, 0) + 1
+        if table.num_rows + len(day_rejects) != received:  # pragma: no cover - a bug, never data
+            raise RuntimeError(
+                f"site {site_id}, {day}: {received} {kind} received but {table.num_rows} stored "
+                f"+ {len(day_rejects)} rejected"
+            )
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        path = storage.extract_path(storage_root, kind, site_id, day)  # type: ignore[arg-type]
+        storage.atomic_write_bytes(path, buf.getvalue())
+        paths.append(str(path))
+        rows_by_day[day.isoformat()] = table.num_rows
+        log.info("Site %s, %s: %d %s -> %s", site_id, day, table.num_rows, kind, path)
+    total = sum(rows_by_day.values())
+    lookback_requests = sum(max(1, -(-rows_by_day.get(d.isoformat(), 0) // 1000)) for d in lookback)
+    if lookback:
+        log.info(
+            "Lookback: %d earlier day(s) %s..%s re-read (%d %s) at a cost of %d request(s)",
+            len(lookback),
+            lookback[0],
+            lookback[-1],
+            sum(rows_by_day.get(d.isoformat(), 0) for d in lookback),
+            kind,
+            lookback_requests,
+        )
+    log.info(
+        "Extract summary: site %s, %s %s..%s: %d %s in %d file(s)%s%s",
+        site_id,
+        kind,
+        days[0],
+        days[-1],
+        total,
+        kind,
+        len(paths),
+        " (phone numbers hashed)" if hash_phone_numbers and kind == "calls" else "",
+        (
+            f"; {sum(rejected.values())} record(s) left out (received = stored + left out), by reason: "
+            + ", ".join(f"{r}={n}" for r, n in sorted(rejected.items()))
+        )
+        if rejected
+        else "",
+    )
+    return {
+        "path": paths[0],
+        "paths": paths,
+        "days": [d.isoformat() for d in days],
+        "rows": total,
+        "rows_by_day": rows_by_day,
+        "rejected": sum(rejected.values()),
+        "rejects_by_reason": dict(sorted(rejected.items())),
+        "site_id": site_id,
+        "kind": kind,
+        "date_from": days[0].isoformat(),
+        "date_to": (days[-1] + timedelta(days=1)).isoformat(),
+        "main_days": [d.isoformat() for d in main_days],
+        "lookback_days": [d.isoformat() for d in lookback],
+        "lookback_requests": lookback_requests,
+    }
+
+
 class CalltouchExtractOperator(BaseOperator):
     """Extract Calltouch calls (or requests) of the run's local days to Parquet, one file per day.
 
@@ -123,6 +289,18 @@ class CalltouchExtractOperator(BaseOperator):
         calls the counter's ledger does not hold yet), never more than Metrika's 21-day linkage window
         back; ignored when ``date_from`` is given. Each extra day costs ceil(calls / 1000) requests
         (at least 1); the summary says how many the lookback cost.
+    :param pipeline: the pipeline this task belongs to (names its account extract summary).
+    :param account: the pipeline's Calltouch account (config key ``account``): its site is fetched by the
+        account extract (DAG ``calltouch_account_extract__<account>``, every site of the account in one
+        task per day). This task then returns the summary that extract wrote for its day, waiting for it
+        (deferred, no worker slot) up to ``account_wait`` seconds; when none comes (the account DAG
+        paused, failed, or the day before ``account_start``) it fetches the site itself, as without
+        ``account``. A run with Param ``refetch`` true always fetches itself.
+    :param account_start: the account DAG's first local day (ISO date): earlier days are fetched here at once.
+    :param account_wait: seconds to wait for the account extract (0: do not wait).
+    :param account_poll_interval: seconds between the first checks for it (growing x1.5, up to 60 s).
+    :param deferrable: wait for the account extract in the triggerer (default); False: fetch at once
+        when its summary is not there yet.
     """
 
     template_fields: Sequence[str] = (
@@ -151,9 +329,19 @@ class CalltouchExtractOperator(BaseOperator):
         timezone: str = "Europe/Moscow",
         settle_days: int = 0,
         lookback_days: int = 0,
+        pipeline: str | None = None,
+        account: str | None = None,
+        account_start: str | date | None = None,
+        account_wait: float = 3600.0,
+        account_poll_interval: float = 10.0,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(params=params, **kwargs)
+        if account and not pipeline:
+            raise ValueError("account needs pipeline (the account extract writes one summary per pipeline)")
+        if account and kind != "calls":
+            raise ValueError("account extracts read the calls diary only (kind='calls')")
         if settle_days < 0 or lookback_days < 0:
             raise ValueError("settle_days and lookback_days must be >= 0")
         if kind not in ("calls", "requests"):
@@ -169,28 +357,24 @@ class CalltouchExtractOperator(BaseOperator):
         self.timezone = timezone
         self.settle_days = int(settle_days)
         self.lookback_days = int(lookback_days)
+        self.pipeline = pipeline
+        self.account = account
+        self.account_start = account_start
+        self.account_wait = float(account_wait)
+        self.account_poll_interval = float(account_poll_interval)
+        if deferrable is None:
+            from calltouch_metrika._utils import default_deferrable
+
+            deferrable = default_deferrable()
+        self.deferrable = deferrable
 
     def _lookback(self, first: date) -> list[date]:
-        """The lookback days before ``first`` that still lie in Metrika's 21-day linkage window."""
-        import pendulum
-
+        """The lookback days before ``first`` (calls only; none when ``date_from`` is given)."""
         if self.kind != "calls" or self.date_from not in (None, ""):
             return []
-        tz = pendulum.timezone(self.timezone)
-        today = pendulum.now(tz).date()
-        oldest = today - timedelta(days=21)
-        start = getattr(self, "start_date", None)  # the DAG's start: no lookback before the pipeline began
-        if start is not None:
-            oldest = max(oldest, pendulum.instance(start).in_timezone(tz).date())
-        days = [first - timedelta(days=k) for k in range(self.lookback_days, 0, -1)]
-        skipped = [d for d in days if d < oldest]
-        if skipped:
-            self.log.info(
-                "Lookback: %d day(s) before %s skipped (Metrika's 21-day linkage window, the DAG's start)",
-                len(skipped),
-                oldest,
-            )
-        return [d for d in days if d >= oldest]
+        return lookback_before(
+            first, self.lookback_days, self.timezone, getattr(self, "start_date", None), self.log
+        )
 
     def _days(self, context: Context) -> list[date]:
         d_from, d_to = local_interval(context, self.timezone)
@@ -215,122 +399,183 @@ class CalltouchExtractOperator(BaseOperator):
         )
         return [d_from + timedelta(days=i) for i in range((d_to - d_from).days)]
 
-    def _phone_salt(self) -> str:
-        from airflow.sdk import Variable
-        from airflow.sdk.log import mask_secret
-
-        salt = Variable.get(PHONE_SALT_VARIABLE, default="")
-        if salt:
-            mask_secret(salt)
-        else:
-            self.log.warning(
-                "hash_phone_numbers is on but the Variable %r is empty: hashes are unsalted and a "
-                "phone number can be recovered from its hash by brute force. Set the Variable.",
-                PHONE_SALT_VARIABLE,
-            )
-        return salt
-
-    def _to_table(self, records: list[Any], salt: str, rejects: list[Any]) -> Any:
-        """The day's Arrow table. Calls keep every item (a bad one is a reject of the calls transform);
-        a request record that cannot be typed is left out and appended to ``rejects``."""
-        if self.kind == "calls":
-            from calltouch_metrika.transforms.records import calls_to_table
-
-            return calls_to_table(records, hash_phone_numbers=self.hash_phone_numbers, phone_salt=salt)
-        from calltouch_metrika.transforms.requests import requests_to_table
-
-        return requests_to_table(records, rejects=rejects)
-
     def execute(self, context: Context) -> dict[str, Any]:
-        """Fetch the local days through the hook and write each day's Parquet partition; return the paths."""
-        import pyarrow.parquet as pq
+        """Fetch the local days through the hook and write each day's Parquet partition; return the paths.
 
+        With ``account``: the summary the account extract wrote for this run's day, waiting for it
+        (deferred) up to ``account_wait`` seconds, then fetching the site itself.
+        """
+        main_days = self._days(context)
+        if self.account:
+            found = self._account_summary(context, main_days)
+            if found is not None:
+                return found
+            if self.deferrable and self._account_may_come(context, main_days[0]):
+                self._defer_for_account(main_days[0])
+        return self._fetch(main_days)
+
+    def _fetch(self, main_days: list[date]) -> dict[str, Any]:
         from calltouch_metrika.hooks.calltouch import CalltouchHook
 
         site_id = int(self.site_id)
-        main_days = self._days(context)
         lookback = self._lookback(main_days[0])
-        days = lookback + main_days
         hook = CalltouchHook(self.calltouch_conn_id, site_id=site_id)
-        salt = self._phone_salt() if self.hash_phone_numbers and self.kind == "calls" else ""
-        # One pass over the whole interval: the hook fetches days concurrently (pages and days in flight
-        # together, paced by its limiter) and yields them in order; each day's partition is written as
-        # soon as it arrives, so memory holds a few days, not the interval.
-        by_day = hook.iter_calls_by_day if self.kind == "calls" else hook.iter_requests_by_day
-        paths: list[str] = []
-        rows_by_day: dict[str, int] = {}
-        rejected: dict[str, int] = {}
-        for day, records in by_day(days[0], days[-1], **self.api_params):
-            received = len(records)
-            day_rejects: list[Any] = []
-            table = self._to_table(records, salt, day_rejects)
-            del records
-            for reject in day_rejects:
-                self.log.warning(
-                    "Site %s, %s: %s item %d (requestId %s) left out: %s: %s",
-                    site_id,
-                    day,
-                    self.kind,
-                    reject.index,
-                    reject.request_id,
-                    reject.reason,
-                    reject.detail,
-                )
-                rejected[reject.reason] = rejected.get(reject.reason, 0) + 1
-            if table.num_rows + len(day_rejects) != received:  # pragma: no cover - a bug, never data
-                raise RuntimeError(
-                    f"site {site_id}, {day}: {received} {self.kind} received but {table.num_rows} stored "
-                    f"+ {len(day_rejects)} rejected"
-                )
-            buf = io.BytesIO()
-            pq.write_table(table, buf, compression="zstd")
-            path = storage.extract_path(self.storage_root, self.kind, site_id, day)
-            storage.atomic_write_bytes(path, buf.getvalue())
-            paths.append(str(path))
-            rows_by_day[day.isoformat()] = table.num_rows
-            self.log.info("Site %s, %s: %d %s -> %s", site_id, day, table.num_rows, self.kind, path)
-        total = sum(rows_by_day.values())
-        lookback_requests = sum(max(1, -(-rows_by_day.get(d.isoformat(), 0) // 1000)) for d in lookback)
-        if lookback:
+        salt = phone_salt(self.log) if self.hash_phone_numbers and self.kind == "calls" else ""
+        return extract_site(
+            hook,
+            kind=self.kind,
+            site_id=site_id,
+            main_days=main_days,
+            lookback=lookback,
+            api_params=self.api_params,
+            storage_root=self.storage_root,
+            hash_phone_numbers=self.hash_phone_numbers,
+            salt=salt,
+            log=self.log,
+        )
+
+    # -- account mode -----------------------------------------------------------------------------------
+
+    def _manifest(self, day: date) -> Any:
+        return storage.account_manifest_path(self.storage_root, str(self.account), day, str(self.pipeline))
+
+    def _account_summary(self, context: Context, main_days: list[date]) -> dict[str, Any] | None:
+        """The account extract's summary for this run's day, if it is there and may be used."""
+        params = context.get("params") or {}
+        if as_bool(params.get("refetch", False)):
             self.log.info(
-                "Lookback: %d earlier day(s) %s..%s re-read (%d %s) at a cost of %d request(s)",
-                len(lookback),
-                lookback[0],
-                lookback[-1],
-                sum(rows_by_day.get(d.isoformat(), 0) for d in lookback),
-                self.kind,
-                lookback_requests,
+                "refetch is on: this run fetches site %s itself, not from the account extract", self.site_id
             )
+            return None
+        if len(main_days) != 1:
+            return None  # an explicit multi-day range (date_from/date_to) is always fetched here
+        summary = storage.read_json(self._manifest(main_days[0]))
+        if summary is None:
+            return None
         self.log.info(
-            "Extract summary: site %s, %s %s..%s: %d %s in %d file(s)%s%s",
-            site_id,
-            self.kind,
-            days[0],
-            days[-1],
-            total,
-            self.kind,
-            len(paths),
-            " (phone numbers hashed)" if self.hash_phone_numbers and self.kind == "calls" else "",
-            (
-                f"; {sum(rejected.values())} record(s) left out (received = stored + left out), by reason: "
-                + ", ".join(f"{r}={n}" for r, n in sorted(rejected.items()))
-            )
-            if rejected
-            else "",
+            "Calls of site %s for %s from account %r's extract (run %s, written %s): %d calls in %d file(s); "
+            "no Calltouch request made here. Trigger with refetch=true to fetch the site again.",
+            self.site_id,
+            main_days[0],
+            self.account,
+            summary.get("account_run_id"),
+            summary.get("written_at"),
+            summary.get("rows", 0),
+            len(summary.get("paths", [])),
         )
         return {
-            "path": paths[0],
-            "paths": paths,
-            "days": [d.isoformat() for d in days],
-            "rows": total,
-            "rows_by_day": rows_by_day,
-            "rejected": sum(rejected.values()),
-            "rejects_by_reason": dict(sorted(rejected.items())),
-            "site_id": site_id,
-            "kind": self.kind,
-            "date_from": days[0].isoformat(),
-            "date_to": (days[-1] + timedelta(days=1)).isoformat(),
-            "main_days": [d.isoformat() for d in main_days],
-            "lookback_days": [d.isoformat() for d in lookback],
-            "lookback_requests": lookback_requests,
+            k: v
+            for k, v in summary.items()
+            if k not in ("account_run_id", "written_at", "pipeline", "account")
         }
+
+    def _account_may_come(self, context: Context, main_day: date) -> bool:
+        """Whether the account extract of this run's day may still come, so waiting for it makes sense.
+
+        It may when the account DAG has a queued or running run for the day, or has none yet but is not
+        paused and its scheduler has not passed the day (its next run is at or before it). It will not
+        when the day is before the account's first day, the account's run of the day has finished (a
+        failed site), the account DAG is paused, or Airflow cannot tell (then the site is fetched here).
+        """
+        if self.account_wait <= 0:
+            return False
+        run_day = main_day + timedelta(days=self.settle_days)  # the account's run of D writes D - settle
+        first = as_date(self.account_start, "account_start") if self.account_start else None
+        dag_id = account_dag_id(str(self.account))
+        if first is not None and run_day < first:
+            self.log.info(
+                "Day %s is before %s's first day %s: fetching site %s here",
+                run_day,
+                dag_id,
+                first,
+                self.site_id,
+            )
+            return False
+        import pendulum
+
+        ti = context.get("ti")
+        names = [
+            pendulum.datetime(run_day.year, run_day.month, run_day.day, tz=self.timezone).in_timezone("UTC"),
+            pendulum.datetime(run_day.year, run_day.month, run_day.day, tz="UTC"),
+        ]
+        try:
+            active = ti.get_dr_count(dag_id, logical_dates=names, states=["queued", "running"])  # type: ignore[union-attr]
+            if active:
+                return True
+            finished = ti.get_dr_count(dag_id, logical_dates=names, states=["success", "failed"])  # type: ignore[union-attr]
+            dag = None if finished else ti.get_dag(dag_id)  # type: ignore[union-attr]
+        except Exception as exc:  # Airflow cannot tell: do not wait for what may never come
+            self.log.warning(
+                "Cannot tell whether %s will run day %s (%s): fetching site %s here",
+                dag_id,
+                run_day,
+                exc,
+                self.site_id,
+            )
+            return False
+        if finished:
+            self.log.warning(
+                "%s's run of day %s has finished without site %s's files (its extract of the site failed): "
+                "fetching site %s here",
+                dag_id,
+                run_day,
+                self.site_id,
+                self.site_id,
+            )
+            return False
+        if dag.is_paused:
+            self.log.warning("%s is paused: fetching site %s of day %s here", dag_id, self.site_id, run_day)
+            return False
+        nxt = dag.next_dagrun
+        if nxt is not None and pendulum.instance(nxt) <= names[0]:
+            return True
+        self.log.info(
+            "%s has no run of day %s and will not create one (its next run: %s): fetching site %s here",
+            dag_id,
+            run_day,
+            nxt,
+            self.site_id,
+        )
+        return False
+
+    def _defer_for_account(self, day: date) -> None:
+        from calltouch_metrika.triggers.calltouch import StorageFileTrigger
+
+        path = self._manifest(day)
+        self.log.info(
+            "Waiting (deferred) up to %.0f s for account %r's extract of %s (DAG %s), then fetching site %s here",
+            self.account_wait,
+            self.account,
+            day,
+            account_dag_id(str(self.account)),
+            self.site_id,
+        )
+        self.defer(
+            trigger=StorageFileTrigger(
+                path=str(path),
+                poll_interval=self.account_poll_interval,
+                max_poll_interval=max(self.account_poll_interval, 60.0),
+                deadline=time.time() + self.account_wait,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.account_wait + 300),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Back from waiting for the account extract: its summary, or (none within ``account_wait``) a fetch here."""
+        main_days = self._days(context)
+        status = (event or {}).get("status")
+        if status == "found":
+            found = self._account_summary(context, main_days)
+            if found is not None:
+                return found
+        self.log.warning(
+            "Account %r's extract of %s did not come (%s): fetching site %s here (DAG %s may be paused, "
+            "failing, or not have run this day)",
+            self.account,
+            main_days[0],
+            (event or {}).get("message") or status,
+            self.site_id,
+            account_dag_id(str(self.account)),
+        )
+        return self._fetch(main_days)

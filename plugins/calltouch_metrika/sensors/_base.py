@@ -13,7 +13,6 @@ that it is true when that variable is not set (Airflow's own default is false, a
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -22,30 +21,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
+from calltouch_metrika._utils import default_deferrable
+
+__all__ = ["DeferrableStatusSensor", "default_deferrable"]
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.triggers.base import BaseTrigger
-
-
-_SECTION, _KEY = "operators", "default_deferrable"
-
-
-def default_deferrable() -> bool:
-    """``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE`` (or its ``_CMD``/``_SECRET`` forms) when set, else True.
-
-    Read when the sensor class is defined, like the providers' ``deferrable=conf.getboolean(...)``
-    defaults. Airflow's built-in default (``false``) is not a user's choice, and neither is the
-    ``default_deferrable = false`` line Airflow writes into every ``airflow.cfg`` it generates (seen
-    under ``make up`` and the e2e stack): a ``false`` there cannot be told from an untouched file, so
-    only ``true`` is taken from ``airflow.cfg``. To make the sensors poke instead, set the environment
-    variable to ``false`` or pass ``deferrable=False`` to the sensor.
-    """
-    from airflow.sdk.configuration import conf
-
-    env = f"AIRFLOW__{_SECTION.upper()}__{_KEY.upper()}"
-    if any(name in os.environ for name in (env, f"{env}_CMD", f"{env}_SECRET")):
-        return conf.getboolean(_SECTION, _KEY, fallback=True)
-    return True
 
 
 class DeferrableStatusSensor(BaseSensorOperator):

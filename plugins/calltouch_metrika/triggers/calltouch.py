@@ -1,4 +1,7 @@
-"""PlansImportStatusTrigger: waits in the triggerer until Calltouch plans imports are finished.
+"""Calltouch triggers: PlansImportStatusTrigger waits until plans imports are finished; StorageFileTrigger
+waits for a file on the storage root (an account extract's summary, see its class).
+
+PlansImportStatusTrigger:
 
 Calltouch answers ``plans-import/add`` with an ``importLogId`` at once and imports later; the status
 (``plans-import/{id}/status``) is ``in progress...`` (literally, with the dots), then ``success`` or
@@ -30,7 +33,7 @@ from airflow.triggers.base import TriggerEvent
 from calltouch_metrika.constants import PLANS_IN_PROGRESS, PLANS_SUCCESS
 from calltouch_metrika.triggers._polling import PollingTrigger
 
-__all__ = ["PlansImportStatusTrigger"]
+__all__ = ["PlansImportStatusTrigger", "StorageFileTrigger"]
 
 
 class PlansImportStatusTrigger(PollingTrigger):
@@ -138,5 +141,75 @@ class PlansImportStatusTrigger(PollingTrigger):
                         "message": f"import(s) {', '.join(map(str, pending))} on {self._where()} still "
                         f"{PLANS_IN_PROGRESS!r} at the deadline",
                     }
+                )
+                return
+
+
+class StorageFileTrigger(PollingTrigger):
+    """Wait until a file exists on the storage root (any fsspec URL), e.g. an account extract's summary.
+
+    Why our own: Airflow's ``FileTrigger`` (providers-standard) watches the local filesystem only; the
+    storage root may be object storage (``s3://conn@bucket/...``), read through ``ObjectStoragePath``.
+
+    Events (exactly one): ``{"status": "found", "path"}``; ``{"status": "timeout", "path", "message"}`` at
+    the deadline; ``{"status": "error", "path", "message"}`` after ``max_consecutive_errors`` failed
+    checks in a row. Sleeps before the first check (the task checked just before deferring).
+
+    :param path: the file's URL (``file:///...``, ``s3://...``) as :class:`ObjectStoragePath` takes it.
+    :param poll_interval: seconds before the first check; each next wait is ``backoff`` times longer.
+    :param max_poll_interval: the longest wait between two checks.
+    :param deadline: epoch seconds after which the trigger reports ``timeout`` (None: wait forever).
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        poll_interval: float = 10.0,
+        max_poll_interval: float = 60.0,
+        deadline: float | None = None,
+        backoff: float = 1.5,
+        max_consecutive_errors: int = 10,
+    ) -> None:
+        super().__init__(
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            deadline=deadline,
+            backoff=backoff,
+            max_consecutive_errors=max_consecutive_errors,
+        )
+        self.path = str(path)
+
+    def target_kwargs(self) -> dict[str, Any]:
+        """The file watched."""
+        return {"path": self.path}
+
+    def _exists(self) -> bool:
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(self.path).exists()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Sleep, check, repeat; yield exactly one event, then return."""
+        waits = self.intervals()
+        errors = self.error_policy(f"waiting for {self.path}", poll="check")
+        while True:
+            await self.wait(waits)
+            try:
+                found = await asyncio.to_thread(self._exists)
+                errors.succeeded()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if give_up := errors.failed(exc):
+                    yield TriggerEvent({"status": "error", "path": self.path, "message": give_up.message})
+                    return
+                found = False
+            if found:
+                yield TriggerEvent({"status": "found", "path": self.path})
+                return
+            if self.deadline_passed():
+                yield TriggerEvent(
+                    {"status": "timeout", "path": self.path, "message": f"{self.path} did not appear in time"}
                 )
                 return
