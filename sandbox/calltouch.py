@@ -11,8 +11,10 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +29,21 @@ from sandbox.errors import (
     plans_missing_field,
     plans_violations,
 )
-from sandbox.generators import call_blocks, callback_info, generate_calls, generate_requests
+from sandbox.generators import (
+    REQUEST_ATTRIBUTE_CYCLE,
+    attribute_hits,
+    attribute_offset,
+    attribute_prefix,
+    call_blocks,
+    callback_info,
+    generate_calls,
+    generate_requests,
+    request_attribute_fields,
+    request_attributes,
+    request_offset,
+    window_count,
+    window_positions,
+)
 from sandbox.params import parse_id
 from sandbox.render import Projection
 from sandbox.state import PlansImport, SandboxState
@@ -47,6 +63,9 @@ DATE_MAX = date(9998, 12, 31)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 _SESSION_LOOKAHEAD_DAYS = 4  # a session starts less than 3 days + 1 hour before its call or request
+#: From this day of a ``bindTo=session`` range on (up to ``dateTo``), every call's session lies in the range: such
+#: a day selects exactly its calls that have a session (4 days - 1 DST hour > 3 days + 1800 s, with a day to spare).
+_SESSION_INNER_DAYS = _SESSION_LOOKAHEAD_DAYS + 1
 
 CALL_BLOCK_FLAGS = {
     "withCallTags": "callTags",
@@ -345,6 +364,22 @@ class _Range:
     lo: int
     hi: int
     days: tuple[date, ...]
+    date_from: date
+    date_to: date
+
+    def arithmetic(self, day: date, bind_to: str) -> bool:
+        """Whether ``day``'s selected calls are counted from the attribute cycle, without generating the day.
+
+        True for a past day bound by call date, and for a past day of a session-bound range from its 6th day
+        to ``dateTo``; false for today (the count follows the clock), for the first days of a session-bound
+        range (some sessions start before it) and for the days after ``dateTo`` it looks at (some sessions
+        start inside it).
+        """
+        if day == self.today:
+            return False
+        return (
+            bind_to == "call" or self.date_from + timedelta(days=_SESSION_INNER_DAYS) <= day <= self.date_to
+        )
 
 
 def _range(st: SandboxState, site_id: int, date_from: date, date_to: date, bind_to: str) -> _Range:
@@ -354,7 +389,7 @@ def _range(st: SandboxState, site_id: int, date_from: date, date_to: date, bind_
     last = min(last, today)
     days = tuple(_days(date_from, last)) if date_from <= last else ()
     lo, hi = _midnight(date_from, tz), _midnight(date_to + timedelta(days=1), tz)
-    return _Range(site_id, today, now_ts, lo, hi, days)
+    return _Range(site_id, today, now_ts, lo, hi, days, date_from, date_to)
 
 
 def _day_key(st: SandboxState, site_id: int, day: date) -> tuple[str, int, date, int, str]:
@@ -385,16 +420,29 @@ async def _day_records(st: SandboxState, key: tuple[str, int, date, int, str]) -
     return records
 
 
-async def _day_count(st: SandboxState, rng: _Range, day: date, selection: CallSelection) -> int:
+@lru_cache(maxsize=32)
+def _selection_prefix(seed: str, site_id: int, selection: CallSelection) -> Sequence[int]:
+    """Prefix sums over the site's attribute cycle of the calls ``selection`` keeps (session binding: with a session)."""
+    session = selection.bind_to == "session"
+    return attribute_prefix(seed, site_id, lambda f: (f["_session"] or not session) and selection.keep(f))
+
+
+async def _day_count(
+    st: SandboxState, rng: _Range, day: date, selection: CallSelection, prefix: Sequence[int] | None
+) -> int:
     """How many calls of ``day`` the request selects, without rendering anything.
 
-    A past call-bound day without filters holds exactly its volume (no generation at all); otherwise the
-    count is computed once from the generated records and kept (a small int per day, selection and
-    binding bounds: pure, so it survives resets). Today's count follows the clock and is never kept.
+    Arithmetic when :meth:`_Range.arithmetic` says so (nothing generated): a call-bound day without filters
+    holds exactly its volume; otherwise the count is a window of ``prefix`` (:func:`_selection_prefix`), since
+    every attribute a filter reads comes from the site's attribute cycle (sandbox.generators). Else (today, the
+    edges of a session-bound range) the day is generated and its count kept (a small int per day, selection and
+    binding bounds: pure, so it survives resets); today's count follows the clock and is never kept.
     """
     key = _day_key(st, rng.site_id, day)
-    if day != rng.today and selection.bind_to == "call" and not selection.filtered:
-        return key[3]
+    if rng.arithmetic(day, selection.bind_to):
+        if prefix is None:
+            return key[3]
+        return window_count(prefix, attribute_offset(key[0], rng.site_id, day), key[3])
     bounds = (rng.lo, rng.hi) if selection.bind_to == "session" else None
     count_key = (key, selection, bounds)
     if day != rng.today:
@@ -452,7 +500,11 @@ async def page_rendered(
     of one day costs, instead of rendering every day of the range for every page.
     """
     rng = _range(st, site_id, date_from, date_to, selection.bind_to)
-    counts = [await _day_count(st, rng, day, selection) for day in rng.days]
+    prefix = None
+    if selection.filtered or selection.bind_to == "session":
+        seed = str(st.config.seed)
+        prefix = await asyncio.to_thread(_selection_prefix, seed, site_id, selection)
+    counts = [await _day_count(st, rng, day, selection, prefix) for day in rng.days]
     out: list[bytes] = []
     pos = 0
     end = offset + limit
@@ -544,6 +596,49 @@ def project_request(record: dict[str, Any], params: Any, attribution: int | None
     return out
 
 
+@dataclass(frozen=True)
+class RequestPrefilter:
+    """The journal's filters on a request's own attributes (``subject``, ``keywords``, ``city``, ``source``,
+    ``medium``, ``manager``): the site's request attribute cycle tells which requests pass them, so only those
+    are generated (sandbox.generators.request_attributes). The journal still applies every filter to them.
+    """
+
+    subject: str | None = None
+    keywords: str | None = None
+    session_fields: tuple[tuple[str, str], ...] = ()
+    manager: str | None = None
+
+    def keep(self, fields: dict[str, Any]) -> bool:
+        """Whether a request with these fields (a record or :func:`request_attribute_fields`) passes."""
+        session = fields["session"]
+        if self.subject is not None and not (fields["subject"] or "").startswith(self.subject):
+            return False
+        if self.keywords is not None and not (session and self.keywords in (session["keywords"] or "")):
+            return False
+        if any(not session or session[name] != value for name, value in self.session_fields):
+            return False
+        return self.manager is None or fields["manager"] == self.manager
+
+
+def _request_prefilter(params: Any) -> RequestPrefilter | None:
+    """The query's filters on the requests' own attributes, or None when it has none."""
+    found = RequestPrefilter(
+        subject=params.get("subject"),
+        keywords=params.get("keywords"),
+        session_fields=tuple(
+            (n, params[n]) for n in ("city", "source", "medium") if params.get(n) is not None
+        ),
+        manager=params.get("manager"),
+    )
+    return None if found == RequestPrefilter() else found
+
+
+@lru_cache(maxsize=32)
+def _request_hits(seed: str, site_id: int, keep: RequestPrefilter) -> list[int]:
+    """Positions of the site's request attribute cycle whose requests pass ``keep`` (~10 ms once)."""
+    return attribute_hits(request_attributes(seed, site_id), request_attribute_fields, keep.keep)
+
+
 @router.get("/calls-service/RestAPI/requests")
 @router.get("/calls-service/RestAPI/requests/")
 async def requests_journal(request: Request) -> Response:
@@ -605,46 +700,69 @@ async def requests_journal(request: Request) -> Response:
     else:
         days = sorted(d for d in _request_days((ids or []) + (numbers or [])) if d <= today)
         lo, hi = None, None
-    records: list[dict[str, Any]] = []
-    for site in sites:
-        for day in days:
-            for r in generate_requests(str(cfg.seed), site, day, cfg.requests_per_day, cfg.site_timezone):
-                if r["_ts"] > now_ts:
-                    continue
-                key_ts = r["_session_ts"] if bind_to == "session" else r["_ts"]
-                if lo is not None and (key_ts is None or not lo <= key_ts <= hi):
-                    continue
-                records.append(r)
-    if ids is not None:
-        wanted = {int(x) for x in ids}
-        records = [r for r in records if r["requestId"] in wanted]
-    if numbers is not None:
-        records = [r for r in records if r["requestNumber"] in set(numbers)]
-    p = params
-    if p.get("subject") is not None:
-        records = [r for r in records if (r["subject"] or "").startswith(p["subject"])]
-    if p.get("keywords") is not None:
-        records = [r for r in records if r["session"] and p["keywords"] in (r["session"]["keywords"] or "")]
-    for name in ("city", "source", "medium"):
-        if p.get(name) is not None:
-            records = [r for r in records if r["session"] and r["session"][name] == p[name]]
-    if p.get("manager") is not None:
-        records = [r for r in records if r["manager"] == p["manager"]]
-    if p.get("ani.value") is not None:
-        records = [
-            r
-            for r in records
-            if any(_match(ph["phoneNumber"], p["ani.value"], modes["ani"]) for ph in r["client"]["phones"])
-        ]
-    if p.get("email.value") is not None:
-        records = [
-            r
-            for r in records
-            if any(
-                _match(c["contactValue"], p["email.value"], modes["email"]) for c in r["client"]["contacts"]
-            )
-        ]
-    return _json([project_request(r, params, attribution) for r in records])
+
+    # generated, filtered, projected and serialised in a worker thread: a long range takes seconds, and the
+    # event loop keeps serving (and clocking the rate limit of) other requests meanwhile
+    def answer() -> Response:
+        records: list[dict[str, Any]] = []
+        seed, volume = str(cfg.seed), cfg.requests_per_day
+        keep = _request_prefilter(params)
+        for site in sites:
+            hits = None if keep is None else _request_hits(seed, site, keep)
+            for day in days:
+                only = None
+                if hits is not None:
+                    only = window_positions(
+                        hits, request_offset(seed, site, day), volume, REQUEST_ATTRIBUTE_CYCLE
+                    )
+                    if not only:
+                        continue
+                generated = generate_requests(seed, site, day, volume, cfg.site_timezone, only=only)
+                st.requests_generated += len(generated)
+                for r in generated:
+                    if r["_ts"] > now_ts:
+                        continue
+                    key_ts = r["_session_ts"] if bind_to == "session" else r["_ts"]
+                    if lo is not None and (key_ts is None or not lo <= key_ts <= hi):
+                        continue
+                    records.append(r)
+        if ids is not None:
+            wanted = {int(x) for x in ids}
+            records = [r for r in records if r["requestId"] in wanted]
+        if numbers is not None:
+            records = [r for r in records if r["requestNumber"] in set(numbers)]
+        p = params
+        if p.get("subject") is not None:
+            records = [r for r in records if (r["subject"] or "").startswith(p["subject"])]
+        if p.get("keywords") is not None:
+            records = [
+                r for r in records if r["session"] and p["keywords"] in (r["session"]["keywords"] or "")
+            ]
+        for name in ("city", "source", "medium"):
+            if p.get(name) is not None:
+                records = [r for r in records if r["session"] and r["session"][name] == p[name]]
+        if p.get("manager") is not None:
+            records = [r for r in records if r["manager"] == p["manager"]]
+        if p.get("ani.value") is not None:
+            records = [
+                r
+                for r in records
+                if any(
+                    _match(ph["phoneNumber"], p["ani.value"], modes["ani"]) for ph in r["client"]["phones"]
+                )
+            ]
+        if p.get("email.value") is not None:
+            records = [
+                r
+                for r in records
+                if any(
+                    _match(c["contactValue"], p["email.value"], modes["email"])
+                    for c in r["client"]["contacts"]
+                )
+            ]
+        return _json([project_request(r, params, attribution) for r in records])
+
+    return await asyncio.to_thread(answer)
 
 
 # --------------------------------------------------------------------------------------------- plans

@@ -2,7 +2,9 @@
 
 Everything here is a pure function of its arguments: the random generator is seeded with the
 string ``f"{seed}:{site_id}:{day}"`` (string seeds hash the same in every process), so the same
-inputs give the same records byte for byte, in any process. The hot path (base call records) is
+inputs give the same records byte for byte, in any process. The attributes filters read come from
+per-site cycles (:func:`call_attributes`, :func:`request_attributes`), so how many calls of a day pass a
+filter, or which requests do, is known without generating the day. The hot path (base call records) is
 written for speed: 100,000 calls for one day take about a second; the optional blocks
 (``callTags``, ``comments``, ``orders``, ``mapVisits``, ``yandexDirect``) are derived lazily, per
 call, only for the records actually returned.
@@ -16,9 +18,13 @@ Yandex Direct calls) is 20 digits starting with ``7``; every generated ``ctClien
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
+from array import array
+from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -293,6 +299,133 @@ class CallsCache:
             self._data.popitem(last=False)
 
 
+#: Length of a site's cycle of call attributes (:func:`call_attributes`).
+ATTRIBUTE_CYCLE = 1 << 14
+
+#: One call's filter-relevant attributes: (static source index or -1, profile index or -1 for a static call,
+#: campaign index, keyword index, ``utmContent`` number (0: not set), successful, duration, unique, target,
+#: callback, direct0).
+CallAttributes = tuple[int, int, int, int, int, bool, int, bool, bool, bool, bool]
+
+
+@lru_cache(maxsize=8)
+def call_attributes(seed: str, site_id: int) -> tuple[CallAttributes, ...]:
+    """The site's cycle of :data:`ATTRIBUTE_CYCLE` call attributes, drawn independently (pure in its arguments).
+
+    Every attribute a calls-diary filter reads (flags, source and utm fields, ``attribution=0``'s
+    ``(direct)`` switch, static or not, so whether the call has a session) comes from this cycle: the calls
+    of a day take, in time order, the ``volume`` entries that start at :func:`attribute_offset` (wrapping
+    around). So how many calls of a day pass a filter is arithmetic on the cycle (:func:`window_count`),
+    without generating the day. About 70 ms once per (seed, site).
+    """
+    rng = random.Random(f"{seed}:{site_id}:attributes")
+    rnd = rng.random
+    randrange = rng.randrange
+    n_profiles = len(_PROFILES)
+    out: list[CallAttributes] = []
+    for _ in range(ATTRIBUTE_CYCLE):
+        static = rnd() < 0.12
+        successful = rnd() < 0.8
+        duration = int(8 + rnd() ** 2 * 900) if successful else 0
+        unique = rnd() < 0.62
+        target = successful and duration >= 30 and rnd() < 0.85
+        if static:
+            src = int(rnd() * len(_STATIC_SOURCES))
+            out.append((src, -1, 0, 0, 0, successful, duration, unique, target, False, False))
+            continue
+        callback = rnd() < 0.07
+        x = rnd() * _PROFILE_CUM[-1]
+        profile = 0
+        while _PROFILE_CUM[profile] <= x and profile < n_profiles - 1:
+            profile += 1
+        p = _PROFILES[profile]
+        campaign = int(rnd() * len(p[4]))
+        keyword = int(rnd() * len(p[5]))
+        ad = 0 if p[2] == NOT_SET else randrange(100, 999)
+        direct0 = profile != 2 and rnd() < 0.2
+        out.append(
+            (-1, profile, campaign, keyword, ad, successful, duration, unique, target, callback, direct0)
+        )
+    return tuple(out)
+
+
+def attribute_offset(seed: str, site_id: int, day: date) -> int:
+    """Where ``day``'s calls start in the site's attribute cycle (a hash of seed, site and day)."""
+    digest = hashlib.blake2b(f"{seed}:{site_id}:{day.toordinal()}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % ATTRIBUTE_CYCLE
+
+
+def attribute_fields(entry: CallAttributes) -> dict[str, Any]:
+    """The record fields (as :func:`generate_calls` sets them) one attribute entry determines.
+
+    ``_session`` (private, not a record key): whether the call has a session (it is not static).
+    """
+    static_src, profile, campaign, keyword_i, ad, successful, duration, unique, target, callback, direct0 = (
+        entry
+    )
+    if profile < 0:
+        src, med, _pool = _STATIC_SOURCES[static_src]
+        utm = (NOT_SET, NOT_SET, NOT_SET, NOT_SET, NOT_SET)
+        keyword = ""
+    else:
+        p = _PROFILES[profile]
+        src, med, keyword = p[0], p[1], p[5][keyword_i]
+        utm = (
+            p[2],
+            p[3],
+            p[4][campaign],
+            f"ad{ad}" if ad else NOT_SET,
+            keyword if p[3] == "cpc" else NOT_SET,
+        )
+    return {
+        "successful": successful,
+        "duration": duration,
+        "uniqueCall": unique,
+        "targetCall": target,
+        "uniqTargetCall": unique and target,
+        "callbackCall": callback,
+        "source": src,
+        "medium": med,
+        "keyword": keyword,
+        "utmSource": utm[0],
+        "utmMedium": utm[1],
+        "utmCampaign": utm[2],
+        "utmContent": utm[3],
+        "utmTerm": utm[4],
+        "_profile": profile,
+        "_direct0": direct0,
+        "_session": profile >= 0,
+    }
+
+
+def attribute_prefix(seed: str, site_id: int, keep: Callable[[dict[str, Any]], bool]) -> array[int]:
+    """Prefix sums of ``keep`` over the site's attribute cycle: ``out[k]`` = entries among the first ``k`` kept.
+
+    ``keep`` receives :func:`attribute_fields` of each entry. Length ``ATTRIBUTE_CYCLE + 1``; ~20 ms.
+    """
+    out = array("l", [0])
+    total = 0
+    seen: dict[CallAttributes, bool] = {}
+    for entry in call_attributes(seed, site_id):
+        hit = seen.get(entry)
+        if hit is None:
+            hit = seen[entry] = bool(keep(attribute_fields(entry)))
+        total += hit
+        out.append(total)
+    return out
+
+
+def window_count(prefix: Sequence[int], offset: int, volume: int) -> int:
+    """How many of ``volume`` cycle entries from ``offset`` (wrapping) are kept, given :func:`attribute_prefix`."""
+    cycle = len(prefix) - 1
+    full, rest = divmod(volume, cycle)
+    count = full * prefix[cycle]
+    end = offset + rest
+    if end <= cycle:
+        return count + prefix[end] - prefix[offset]
+    return count + prefix[cycle] - prefix[offset] + prefix[end - cycle]
+
+
 def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str) -> list[dict[str, Any]]:
     """Base call records (no optional blocks) of ``site_id`` on local ``day``, sorted by time.
 
@@ -316,9 +449,11 @@ def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str
     randrange = rng.randrange
     records: list[dict[str, Any]] = []
     append = records.append
-    n_profiles = len(_PROFILES)
     n_cities = len(_CITIES)
     n_paths = len(_PATHS)
+    attributes = call_attributes(str(seed), site_id)
+    cycle = len(attributes)
+    offset = attribute_offset(str(seed), site_id, day)
     for i, sec in enumerate(secs):
         ts = midnight + sec
         if constant_offset:
@@ -327,17 +462,24 @@ def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str
             date_str = f"{prefix}{h:02d}:{m:02d}:{s:02d}"
         else:
             date_str = _fmt_dt(datetime.fromtimestamp(ts, tz))
-        static = rnd() < 0.12
-        successful = rnd() < 0.8
-        duration = int(8 + rnd() ** 2 * 900) if successful else 0
+        (
+            static_src,
+            profile,
+            campaign_i,
+            keyword_i,
+            ad,
+            successful,
+            duration,
+            unique,
+            target,
+            callback,
+            direct0,
+        ) = attributes[(offset + i) % cycle]
         waiting = int(rnd() * (25 if successful else 60))
-        unique = rnd() < 0.62
-        target = successful and duration >= 30 and rnd() < 0.85
-        callback = not static and rnd() < 0.07
         city = _CITIES[int(rnd() * n_cities)]
-        if static:
-            src, med, pool = _STATIC_SOURCES[int(rnd() * len(_STATIC_SOURCES))]
-            profile = -1
+        if profile < 0:
+            static = True
+            src, med, pool = _STATIC_SOURCES[static_src]
             utm = (NOT_SET, NOT_SET, NOT_SET, NOT_SET, NOT_SET)
             keyword = ""
             ref = None
@@ -348,22 +490,17 @@ def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str
             ya_client_id = None
             ga_client_id = None
             ct_client_id = None
-            direct0 = False
             device = ("", "", "")
         else:
-            x = rnd() * _PROFILE_CUM[-1]
-            profile = 0
-            while _PROFILE_CUM[profile] <= x and profile < n_profiles - 1:
-                profile += 1
+            static = False
             p = _PROFILES[profile]
             src, med = p[0], p[1]
-            campaign = p[4][int(rnd() * len(p[4]))]
-            keyword = p[5][int(rnd() * len(p[5]))]
+            keyword = p[5][keyword_i]
             utm = (
                 p[2],
                 p[3],
-                campaign,
-                NOT_SET if p[2] == NOT_SET else f"ad{randrange(100, 999)}",
+                p[4][campaign_i],
+                f"ad{ad}" if ad else NOT_SET,
                 keyword if p[3] == "cpc" else NOT_SET,
             )
             pool = "Динамический пул"
@@ -380,7 +517,6 @@ def generate_calls(seed: str, site_id: int, day: date, volume: int, tz_name: str
             ya_client_id = f"{first_visit}{randrange(10**8, 10**9)}" if rnd() < 0.8 else None
             ga_client_id = f"{randrange(10**9, 2 * 10**9)}.{first_visit}" if rnd() < 0.55 else None
             ct_client_id = 500_000_000 + randrange(100_000_000)
-            direct0 = profile != 2 and rnd() < 0.2
             device = _DEVICES[int(rnd() * len(_DEVICES))]
         append(
             {
@@ -578,31 +714,126 @@ _SUBJECTS = [
 _NAMES = ["Коля", "Андрей", "Мария Петровна", "Ольга", "Иван Иванович", None]
 
 
-def generate_requests(seed: str, site_id: int, day: date, volume: int, tz_name: str) -> list[dict[str, Any]]:
-    """Request (lead) records of ``site_id`` created on local ``day``, shaped as seed 004.
+#: Length of a site's cycle of request attributes (:func:`request_attributes`).
+REQUEST_ATTRIBUTE_CYCLE = 1 << 12
+
+#: One request's filter-relevant attributes: (has a session, profile index, city index, keyword index,
+#: manager index, widget (a "smart" request), subject index).
+RequestAttributes = tuple[bool, int, int, int, int, bool, int]
+
+
+@lru_cache(maxsize=8)
+def request_attributes(seed: str, site_id: int) -> tuple[RequestAttributes, ...]:
+    """The site's cycle of request attributes, as :func:`call_attributes` for calls (pure in its arguments).
+
+    Every attribute a requests-journal filter on the request itself reads (``subject``, ``manager``, the
+    session's ``keywords``/``city``/``source``/``medium``) comes from it: request ``i`` of a day takes entry
+    ``(request_offset(...) + i) % REQUEST_ATTRIBUTE_CYCLE``. So the journal finds which requests of a day pass
+    those filters without generating them (:func:`window_positions`), and generates only those.
+    """
+    rng = random.Random(f"{seed}:{site_id}:request-attributes")
+    rnd = rng.random
+    randrange = rng.randrange
+    out: list[RequestAttributes] = []
+    for _ in range(REQUEST_ATTRIBUTE_CYCLE):
+        has_session = rnd() < 0.85
+        profile = randrange(len(_PROFILES))
+        city = randrange(len(_CITIES))
+        keyword = randrange(len(_PROFILES[profile][5]))
+        manager = randrange(len(_MANAGERS))
+        widget = rnd() < 0.25
+        subject = len(_SUBJECTS) - 1 if widget else randrange(len(_SUBJECTS) - 1)
+        out.append((has_session, profile, city, keyword, manager, widget, subject))
+    return tuple(out)
+
+
+def request_offset(seed: str, site_id: int, day: date) -> int:
+    """Where ``day``'s requests start in the site's request attribute cycle (a hash of seed, site and day)."""
+    digest = hashlib.blake2b(f"{seed}:{site_id}:{day.toordinal()}:requests".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % REQUEST_ATTRIBUTE_CYCLE
+
+
+def request_attribute_fields(entry: RequestAttributes) -> dict[str, Any]:
+    """The request fields one attribute entry determines, shaped as the record (``session`` None or a dict)."""
+    has_session, profile, city, keyword, manager, _widget, subject = entry
+    p = _PROFILES[profile]
+    session = (
+        {"keywords": p[5][keyword], "city": _CITIES[city], "source": p[0], "medium": p[1]}
+        if has_session
+        else None
+    )
+    return {"subject": _SUBJECTS[subject], "manager": _MANAGERS[manager], "session": session}
+
+
+def attribute_hits(
+    entries: Sequence[Any], fields: Callable[[Any], dict[str, Any]], keep: Callable[[dict[str, Any]], bool]
+) -> list[int]:
+    """The sorted positions of ``entries`` whose ``fields(entry)`` ``keep`` accepts."""
+    seen: dict[Any, bool] = {}
+    out: list[int] = []
+    for k, entry in enumerate(entries):
+        hit = seen.get(entry)
+        if hit is None:
+            hit = seen[entry] = bool(keep(fields(entry)))
+        if hit:
+            out.append(k)
+    return out
+
+
+def window_positions(hits: Sequence[int], offset: int, volume: int, cycle: int) -> list[int]:
+    """The indexes ``i < volume`` whose cycle position ``(offset + i) % cycle`` is in ``hits`` (sorted), in order."""
+    out: list[int] = []
+    start, pos, remaining = 0, offset, volume
+    while remaining:
+        seg = min(remaining, cycle - pos)
+        lo, hi = bisect_left(hits, pos), bisect_left(hits, pos + seg)
+        out.extend(h - pos + start for h in hits[lo:hi])
+        start, pos, remaining = start + seg, 0, remaining - seg
+    return out
+
+
+def generate_requests(
+    seed: str,
+    site_id: int,
+    day: date,
+    volume: int,
+    tz_name: str,
+    *,
+    only: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """Request (lead) records of ``site_id`` created on local ``day``, shaped as seed 004, in time order.
 
     Every block is included; the API layer removes the ones whose ``with*`` flag is off. Private
-    keys (``_ts``, ``_session_ts``, ``_widget``) drive filters and are never sent.
+    keys (``_ts``, ``_session_ts``, ``_widget``) drive filters and are never sent. ``only``: generate just
+    the requests of these indexes (ascending), each exactly as in the whole day: the day's clock times come
+    from one generator, each request's other fields from its own (``f"{seed}:{site}:{day}:requests:{i}"``)
+    and from the attribute cycle, so a request costs the same whichever others are generated.
     """
-    rng = random.Random(f"{seed}:{site_id}:{day.isoformat()}:requests")
+    day_rng = random.Random(f"{seed}:{site_id}:{day.isoformat()}:requests")
     tz = ZoneInfo(tz_name)
     midnight, day_seconds = _day_clock(day, tz)
     host = site_hostname(site_id)
-    secs = sorted(rng.choices(range(24), cum_weights=_HOUR_CUM, k=volume))
-    secs = sorted((h * 3600 + rng.randrange(3600)) * day_seconds // 86400 for h in secs)
+    secs = sorted(day_rng.choices(range(24), cum_weights=_HOUR_CUM, k=volume))
+    secs = sorted((h * 3600 + day_rng.randrange(3600)) * day_seconds // 86400 for h in secs)
+    attributes = request_attributes(str(seed), site_id)
+    cycle = len(attributes)
+    offset = request_offset(str(seed), site_id, day)
     out: list[dict[str, Any]] = []
-    for i, sec in enumerate(secs):
-        ts = midnight + sec
+    for i in range(volume) if only is None else only:
+        ts = midnight + secs[i]
         request_id = day.toordinal() * 100_000 + (site_id % 10) * 10_000 + i
-        has_session = rng.random() < 0.85
-        p = _PROFILES[rng.randrange(len(_PROFILES))]
+        has_session, profile, city_i, keyword_i, manager_i, widget, subject_i = attributes[
+            (offset + i) % cycle
+        ]
+        rng = random.Random(f"{seed}:{site_id}:{day.isoformat()}:requests:{i}")
+        p = _PROFILES[profile]
         session_ts = (
             ts - rng.randrange(30, 3600) - (0 if rng.random() < 0.8 else rng.randrange(86400, 2 * 86400))
         )
         first_visit = session_ts - rng.randrange(60 * 86400)
         device = rng.choice(_DEVICES)
-        city = rng.choice(_CITIES)
-        keyword = rng.choice(p[5])
+        city = _CITIES[city_i]
+        keyword = p[5][keyword_i]
         url = f"https://{host}{rng.choice(_PATHS)}"
         session: dict[str, Any] | None = None
         visits: list[dict[str, Any]] = []
@@ -689,8 +920,7 @@ def generate_requests(seed: str, site_id: int, day: date, volume: int, tz_name: 
                     "session": dict(session),
                 }
             )
-        widget = rng.random() < 0.25
-        subject = "Умная заявка" if widget else rng.choice(_SUBJECTS[:-1])
+        subject = _SUBJECTS[subject_i]
         name = rng.choice(_NAMES)
         unique = rng.random() < 0.7
         target = rng.random() < 0.6
@@ -710,7 +940,7 @@ def generate_requests(seed: str, site_id: int, day: date, volume: int, tz_name: 
             "comments": comments,
             "requestType": rng.choice(["CLIENT_ORDER", "CALLBACK", "CHAT"]),
             "dateStr": _fmt_dt(datetime.fromtimestamp(ts, tz)),
-            "manager": rng.choice(_MANAGERS),
+            "manager": _MANAGERS[manager_i],
             "session": session,
             "subject": subject,
             "uniqTargetRequest": unique and target,

@@ -134,6 +134,8 @@ class SandboxState:
         self.rendered_calls = RenderedCalls(self.calls_cache)
         #: per (day, selection, bounds): how many calls a calls-diary request selects (sandbox.calltouch)
         self.day_counts: OrderedDict[Any, int] = OrderedDict()
+        #: request records the requests journal generated so far (cumulative); for GET /_sandbox/state
+        self.requests_generated = 0
         self.reset(overrides or {})
 
     def remember_day_count(self, key: Any, count: int, size: int = 200_000) -> None:
@@ -292,6 +294,7 @@ class SandboxState:
                 "days_generated": self.calls_cache.generated,
                 "days_rendered": self.rendered_calls.built,
             },
+            "requests_journal": {"requests_generated": self.requests_generated},
             "metrika_quota": {"daily": cfg.metrika_daily_quota, "used": dict(self.metrika_daily_used)},
             "internal_errors": list(self.internal_errors),
             "config": cfg.model_dump(mode="json"),
