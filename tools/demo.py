@@ -12,7 +12,9 @@ What it does, in order (and why each step):
    status and quantities (as the sandbox recorded them), and where the files are.
 
 Whatever happens, the processes it started are stopped. Exit status 0 only if the run succeeded and
-the sandbox holds exactly the expected upload.
+the sandbox holds exactly one upload per day with calls (the day and its ``lookback_days``), each call
+once, reconciled with the extracted and rejected counts. Data goes to ``.airflow-demo/data`` (emptied
+each run: the sandbox starts empty each time, so must the call ledger).
 
 Other parts of the product add their own demo steps to :data:`STEPS` (a name and a function taking
 the :class:`Demo`); each step returns lines to print in the summary.
@@ -137,33 +139,46 @@ def step_calls_to_metrika(demo: Demo) -> list[str]:
         )
 
     root = p.storage_root  # type: ignore[attr-defined]
-    parquet = storage.calls_path(root, p.site_id, demo.day)  # type: ignore[attr-defined]
-    csv_path = storage.metrika_csv_path(root, p.counter_id, demo.day, p.name)  # type: ignore[attr-defined]
-    rejects = storage.rejects_path(root, p.counter_id, demo.day, p.name)  # type: ignore[attr-defined]
-    extracted = pq.read_table(parquet.path).num_rows
-    reasons = pq.read_table(rejects.path).column("reason").to_pylist() if rejects.exists() else []
-    by_reason: dict[str, int] = {}
-    for r in reasons:
-        by_reason[r] = by_reason.get(r, 0) + 1
+    # The run sends day D and re-reads its `lookback_days` earlier days (late calls): one upload per day
+    # with calls not sent yet (comment "... <day> part <n>"), each call once.
+    days = [demo.day - timedelta(days=k) for k in range(p.lookback_days, -1, -1)]  # type: ignore[attr-defined]
     uploads = [u for u in demo.sandbox_state()["uploads"] if u["counter_id"] == p.counter_id]  # type: ignore[attr-defined]
-    if len(uploads) != 1:
-        raise RuntimeError(f"expected exactly one upload in the sandbox, found {len(uploads)}")
-    (u,) = uploads
-    uploaded = len(u["rows"])
-    ok = extracted == uploaded + len(reasons)
-    lines = [
-        f"Calls of site {p.site_id} on {demo.day} -> Metrika counter {p.counter_id} (DAG {dag_id})",  # type: ignore[attr-defined]
-        f"  extracted {extracted} = uploaded {uploaded} + rejected {len(reasons)}"
-        f" {'(reconciled)' if ok else '(DOES NOT RECONCILE)'}",
-        "  rejected by reason: " + (", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) or "none"),
-        f"  upload id {u['id']}, comment {u['comment']!r}",
-        f"  Metrika status {u['status']}: {u['line_quantity']} of {u['source_quantity']} rows accepted, "
-        f"{u.get('linked_quantity', '?')} linked to visits",
-        f"  files: {parquet.path}",
-        f"         {csv_path.path}",
-        f"         {rejects.path}",
+    lines = [f"Calls of site {p.site_id} -> Metrika counter {p.counter_id} (DAG {dag_id}, run of {demo.day})"]  # type: ignore[attr-defined]
+    ok = True
+    for day in days:
+        parquet = storage.calls_path(root, p.site_id, day)  # type: ignore[attr-defined]
+        if not parquet.exists():
+            continue
+        rejects = storage.rejects_path(root, p.counter_id, day, p.name)  # type: ignore[attr-defined]
+        extracted = pq.read_table(parquet.path).num_rows
+        reasons = pq.read_table(rejects.path).column("reason").to_pylist() if rejects.exists() else []
+        by_reason: dict[str, int] = {}
+        for r in reasons:
+            by_reason[r] = by_reason.get(r, 0) + 1
+        mine = [u for u in uploads if f" {day.isoformat()} part " in (u["comment"] or "")]
+        uploaded = sum(len(u["rows"]) for u in mine)
+        day_ok = extracted == uploaded + len(reasons) and all(u["status"] == "PROCESSED" for u in mine)
+        ok = ok and day_ok and len(mine) == 1
+        what = "the run's day" if day == demo.day else "lookback"
+        lines += [
+            f"  {day} ({what}): extracted {extracted} = uploaded {uploaded} + rejected {len(reasons)}"
+            f" {'(reconciled)' if day_ok else '(DOES NOT RECONCILE)'}",
+            "    rejected by reason: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())) or "none"),
+        ]
+        for u in mine:
+            lines.append(
+                f"    upload id {u['id']} {u['comment']!r}: Metrika status {u['status']}, {u['line_quantity']} of "
+                f"{u['source_quantity']} rows accepted, {u.get('linked_quantity', '?')} linked to visits"
+            )
+    ids = [row["CallTrackerURL"] for u in uploads for row in u["rows"]]
+    ok = ok and len(ids) == len(set(ids))
+    lines += [
+        f"  uploads: {len(uploads)}, {len(ids)} calls, each once"
+        + ("" if len(ids) == len(set(ids)) else " (NOT!)"),
+        f"  files under {storage.root_path(root).path}",
     ]
-    if not ok or u["status"] != "PROCESSED":
+    if not ok:
         raise RuntimeError("\n".join(lines))
     return lines
 
@@ -252,6 +267,11 @@ STEPS: list[tuple[str, Callable[[Demo], list[str]]]] = [
 def main() -> int:
     started = time.monotonic()
     sys.path.insert(0, str(REPO / "plugins"))
+    # A private data folder, emptied each run: the demo's sandbox starts empty every time, so the
+    # counter's call ledger (which calls were sent) must start empty too; `make up` keeps using data/.
+    data = AIRFLOW_HOME / "data"
+    shutil.rmtree(data, ignore_errors=True)
+    os.environ["CALLTOUCH_METRIKA_DATA"] = str(data)
     from calltouch_metrika.config import load_config
 
     pipeline = load_config().get_pipeline(PIPELINE)
@@ -286,7 +306,7 @@ def main() -> int:
     print(
         f"\nLinkage report (sent, rejected, linked per day): `make up`, then http://127.0.0.1:{port}/calltouch-metrika/linkage"
         "\n  (Airflow UI: Browse -> Linkage report); in a terminal: "
-        f".venv/bin/python -m calltouch_metrika.report --pipeline {PIPELINE} --days 30"
+        f"CALLTOUCH_METRIKA_DATA={data} .venv/bin/python -m calltouch_metrika.report --pipeline {PIPELINE} --days 30"
     )
     elapsed = time.monotonic() - started
     print(f"\ndone in {elapsed:.0f} s; logs in {logs}")
