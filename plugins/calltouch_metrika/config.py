@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from calltouch_metrika._utils import REPO_ROOT
-from calltouch_metrika.constants import CALLTOUCH_POOL, METRIKA_CURRENCIES
+from calltouch_metrika.constants import CALLS_DAG_PREFIX, CALLTOUCH_POOL, METRIKA_CURRENCIES
 from calltouch_metrika.exceptions import ConfigError
 
 CONFIG_ENV = "CALLTOUCH_METRIKA_CONFIG"
@@ -560,7 +560,7 @@ class Pipeline(_Strict):
     @property
     def dag_id(self) -> str:
         """The id of the calls DAG built for this pipeline."""
-        return f"calltouch_calls_to_metrika__{self.name}"
+        return f"{CALLS_DAG_PREFIX}{self.name}"
 
 
 class PipelinesConfig(_Strict):

@@ -60,44 +60,68 @@ def counter_overlaps(pipelines: list[Pipeline]) -> tuple[list[tuple[str, str]], 
 ACCOUNT_SHARED_KEYS = ("calltouch_conn_id", "timezone", "schedule")
 
 
+def _root_key(root: str) -> str:
+    """``storage_root`` spelled one way, so two spellings of one folder compare equal (``/d`` and ``/d/``)."""
+    if "://" in root:
+        return root.rstrip("/")
+    return str(Path(root).expanduser().resolve())
+
+
 def account_conflicts(pipelines: list[Pipeline]) -> list[tuple[str, str]]:
     """Pipelines of one ``account`` that cannot be extracted together: ``[(error, pipeline's name)]``.
 
-    The first pipeline of an account sets its Calltouch connection, time zone and schedule (one
-    token reads every site; one task per local day); a later one that differs is an error and is not
-    loaded. So are two pipelines of the account reading one site into one storage root with different
-    filters or phone hashing: their calls files (``site=S/date=D/calls.parquet``) would overwrite each other.
+    One task per account and local day reads every site with one token, so the pipelines of an account
+    share ``calltouch_conn_id``, ``timezone`` and ``schedule``: the value most of them have wins (a tie:
+    the first pipeline's), and each pipeline with another value is an error and is not loaded, so one
+    odd entry never unloads the rest. Two pipelines of the account reading one site into one storage
+    root with different filters or phone hashing are an error too (the later one is not loaded): their
+    calls files (``site=S/date=D/calls.parquet``) would overwrite each other.
     """
-    errors: list[tuple[str, str]] = []
-    first: dict[str, Pipeline] = {}
-    sites: dict[tuple[str, int, str], Pipeline] = {}
+    from collections import Counter
+
+    groups: dict[str, list[Pipeline]] = {}
     for p in pipelines:
-        if p.account is None:
-            continue
-        ref = first.setdefault(p.account, p)
-        differs = [k for k in ACCOUNT_SHARED_KEYS if getattr(p, k) != getattr(ref, k)]
-        if differs:
-            key = differs[0]
-            errors.append(
-                (
-                    f"pipeline {p.name!r}: key {key!r}: account {p.account!r} is extracted in one task with "
-                    f"{key} {getattr(ref, key)!r} (set by pipeline {ref.name!r}), not {getattr(p, key)!r}; "
-                    f"give the pipeline the same {key} or another account; {p.name!r} is not loaded",
-                    p.name,
+        if p.account is not None:
+            groups.setdefault(p.account, []).append(p)
+    errors: list[tuple[str, str]] = []
+    for account, members in groups.items():
+        bad: set[str] = set()
+        for key in ACCOUNT_SHARED_KEYS:
+            counts = Counter(getattr(p, key) for p in members)
+            top = max(counts.values())
+            winner = next(getattr(p, key) for p in members if counts[getattr(p, key)] == top)
+            holders = [p.name for p in members if getattr(p, key) == winner]
+            for p in members:
+                if p.name in bad or getattr(p, key) == winner:
+                    continue
+                bad.add(p.name)
+                errors.append(
+                    (
+                        f"pipeline {p.name!r}: key {key!r}: account {account!r} is extracted in one task with "
+                        f"{key} {winner!r} (as {len(holders)} of its {len(members)} pipelines have it, e.g. "
+                        f"{holders[0]!r}), not {getattr(p, key)!r}; give the pipeline the same {key} or "
+                        f"another account; {p.name!r} is not loaded",
+                        p.name,
+                    )
                 )
-            )
-            continue
-        other = sites.setdefault((p.account, p.site_id, p.storage_root), p)
-        if other is not p and (other.filters, other.hash_phone_numbers) != (p.filters, p.hash_phone_numbers):
-            errors.append(
-                (
-                    f"pipeline {p.name!r}: key 'filters': pipelines {other.name!r} and {p.name!r} of account "
-                    f"{p.account!r} read site {p.site_id} into one storage_root with different filters or "
-                    f"hash_phone_numbers: their calls files would overwrite each other; give one its own "
-                    f"storage_root; {p.name!r} is not loaded",
-                    p.name,
+        sites: dict[tuple[int, str], Pipeline] = {}
+        for p in members:
+            if p.name in bad:
+                continue
+            other = sites.setdefault((p.site_id, _root_key(p.storage_root)), p)
+            if other is not p and (other.filters, other.hash_phone_numbers) != (
+                p.filters,
+                p.hash_phone_numbers,
+            ):
+                errors.append(
+                    (
+                        f"pipeline {p.name!r}: key 'filters': pipelines {other.name!r} and {p.name!r} of account "
+                        f"{account!r} read site {p.site_id} into one storage_root with different filters or "
+                        f"hash_phone_numbers: their calls files would overwrite each other; give one its own "
+                        f"storage_root; {p.name!r} is not loaded",
+                        p.name,
+                    )
                 )
-            )
     return errors
 
 

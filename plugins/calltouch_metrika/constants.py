@@ -118,6 +118,8 @@ _CURRENCY_CODES = """
 """
 METRIKA_CURRENCIES = frozenset(_CURRENCY_CODES.split())
 
+#: ``calltouch_calls_to_metrika__<pipeline>``: a pipeline's calls DAG.
+CALLS_DAG_PREFIX = "calltouch_calls_to_metrika__"
 #: ``calltouch_account_extract__<account>``: the DAG extracting every site of an account (issue 15).
 ACCOUNT_DAG_PREFIX = "calltouch_account_extract__"
 

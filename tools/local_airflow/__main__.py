@@ -37,6 +37,9 @@ EXAMPLE_DAG_PREFIXES = (
     "calltouch_requests_export__",
     "example_requests_consumer",
 )
+#: Also unpaused when the pipelines file has any (an ``account``); sorted first, so an account DAG is
+#: unpaused before its pipelines, whose extracts would otherwise fetch their sites themselves.
+OPTIONAL_DAG_PREFIXES = ("calltouch_account_extract__",)
 
 
 def state_dir() -> Path:
@@ -195,7 +198,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             if dag_ids != seen:
                 seen, stable_since = dag_ids, time.monotonic()
             for dag_id in sorted(dag_ids - unpaused):
-                if dag_id.startswith(EXAMPLE_DAG_PREFIXES):
+                if dag_id.startswith(EXAMPLE_DAG_PREFIXES + OPTIONAL_DAG_PREFIXES):
                     stack.unpause(dag_id, token)
                     unpaused.add(dag_id)
             every_kind = all(any(d.startswith(p) for d in unpaused) for p in EXAMPLE_DAG_PREFIXES)

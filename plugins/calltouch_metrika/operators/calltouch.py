@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 PHONE_SALT_VARIABLE = "calltouch_metrika_phone_salt"
+#: While an extract waits for its account's summary, how often (seconds) it comes back from the
+#: triggerer to check that the account's run may still come (a failed run or a paused DAG: fetch now).
+ACCOUNT_RECHECK_SECONDS = 120
 
 
 def local_interval(context: Mapping[str, Any], tz_name: str) -> tuple[date, date]:
@@ -120,6 +123,30 @@ def lookback_before(
             oldest,
         )
     return [d for d in days if d >= oldest]
+
+
+def extract_settings(
+    *,
+    site_id: int,
+    filters: Mapping[str, Any],
+    hash_phone_numbers: bool,
+    settle_days: int,
+    lookback_days: int,
+    storage_root: str,
+) -> dict[str, Any]:
+    """What decides a site's extracted files: the account extract records it in each pipeline's summary,
+    and the pipeline uses the summary only when its own settings are the same (a changed ``site_id``,
+    filter or phone hashing since the account's run means the files are not what it would fetch)."""
+    import json
+
+    return {
+        "site_id": int(site_id),
+        "filters": json.loads(json.dumps(dict(filters), sort_keys=True, default=str)),
+        "hash_phone_numbers": bool(hash_phone_numbers),
+        "settle_days": int(settle_days),
+        "lookback_days": int(lookback_days),
+        "storage_root": str(storage_root),
+    }
 
 
 def phone_salt(log: Any) -> str:
@@ -408,7 +435,7 @@ class CalltouchExtractOperator(BaseOperator):
             if found is not None:
                 return found
             if self.deferrable and self._account_may_come(context, main_days[0]):
-                self._defer_for_account(main_days[0])
+                self._defer_for_account(main_days[0], time.time() + self.account_wait)
         return self._fetch(main_days)
 
     def _fetch(self, main_days: list[date]) -> dict[str, Any]:
@@ -449,6 +476,25 @@ class CalltouchExtractOperator(BaseOperator):
         summary = storage.read_json(self._manifest(main_days[0]))
         if summary is None:
             return None
+        mine = extract_settings(
+            site_id=int(self.site_id),
+            filters=self.api_params,
+            hash_phone_numbers=self.hash_phone_numbers,
+            settle_days=self.settle_days,
+            lookback_days=self.lookback_days,
+            storage_root=str(self.storage_root),
+        )
+        if summary.get("settings") != mine:
+            self.log.warning(
+                "The extract of account %r for %s was made with other settings (%s) than this pipeline's "
+                "(%s), e.g. before a config change: fetching site %s here",
+                self.account,
+                main_days[0],
+                summary.get("settings"),
+                mine,
+                self.site_id,
+            )
+            return None
         self.log.info(
             "Calls of site %s for %s from the extract of account %r (run %s, written %s): %d calls in %d file(s); "
             "no Calltouch request made here. Trigger with refetch=true to fetch the site again.",
@@ -463,7 +509,7 @@ class CalltouchExtractOperator(BaseOperator):
         return {
             k: v
             for k, v in summary.items()
-            if k not in ("account_run_id", "written_at", "pipeline", "account")
+            if k not in ("account_run_id", "written_at", "pipeline", "account", "settings")
         }
 
     def _account_may_come(self, context: Context, main_day: date) -> bool:
@@ -486,11 +532,17 @@ class CalltouchExtractOperator(BaseOperator):
             pendulum.datetime(run_day.year, run_day.month, run_day.day, tz="UTC"),
         ]
         try:
-            active = ti.get_dr_count(dag_id, logical_dates=names, states=["queued", "running"])  # type: ignore[union-attr]
-            if active:
-                return True
-            finished = ti.get_dr_count(dag_id, logical_dates=names, states=["success", "failed"])  # type: ignore[union-attr]
-            dag = None if finished else ti.get_dag(dag_id)  # type: ignore[union-attr]
+            dag = ti.get_dag(dag_id)  # type: ignore[union-attr]
+            active = (
+                0
+                if dag.is_paused
+                else ti.get_dr_count(dag_id, logical_dates=names, states=["queued", "running"])
+            )  # type: ignore[union-attr]
+            finished = (
+                0
+                if active or dag.is_paused
+                else ti.get_dr_count(dag_id, logical_dates=names, states=["success", "failed"])
+            )  # type: ignore[union-attr]
         except Exception as exc:  # Airflow cannot tell: do not wait for what may never come
             self.log.warning(
                 "Cannot tell whether %s will run day %s (%s): fetching site %s here",
@@ -500,18 +552,20 @@ class CalltouchExtractOperator(BaseOperator):
                 self.site_id,
             )
             return False
+        if dag.is_paused:
+            self.log.warning("%s is paused: fetching site %s of day %s here", dag_id, self.site_id, run_day)
+            return False
+        if active:
+            return True
         if finished:
             self.log.warning(
-                "%s's run of day %s has finished without site %s's files (its extract of the site failed): "
-                "fetching site %s here",
+                "%s's run of day %s has finished, and its files of site %s are not there or not usable "
+                "(the site failed there, or this pipeline's settings changed since): fetching site %s here",
                 dag_id,
                 run_day,
                 self.site_id,
                 self.site_id,
             )
-            return False
-        if dag.is_paused:
-            self.log.warning("%s is paused: fetching site %s of day %s here", dag_id, self.site_id, run_day)
             return False
         nxt = dag.next_dagrun
         if nxt is not None and pendulum.instance(nxt) <= names[0]:
@@ -525,38 +579,50 @@ class CalltouchExtractOperator(BaseOperator):
         )
         return False
 
-    def _defer_for_account(self, day: date) -> None:
+    def _defer_for_account(self, day: date, wait_until: float) -> None:
+        """Wait in the triggerer for the summary, at most :data:`ACCOUNT_RECHECK_SECONDS` at a time: then
+        the task comes back to check again whether the account's run may still come (it may have failed,
+        or its DAG been paused, meanwhile), and waits on or fetches; never past ``wait_until``."""
         from calltouch_metrika.triggers.calltouch import StorageFileTrigger
 
         path = self._manifest(day)
         self.log.info(
-            "Waiting (deferred) up to %.0f s for the extract of account %r of %s (DAG %s); after that this task "
-            "fetches site %s itself",
-            self.account_wait,
+            "Waiting (deferred) until %s for the extract of account %r of %s (DAG %s), checking again every "
+            "%d s whether it may still come; after that this task fetches site %s itself",
+            time.strftime("%H:%M:%S UTC", time.gmtime(wait_until)),
             self.account,
             day,
             account_dag_id(str(self.account)),
+            ACCOUNT_RECHECK_SECONDS,
             self.site_id,
         )
+        deadline = min(wait_until, time.time() + ACCOUNT_RECHECK_SECONDS)
         self.defer(
             trigger=StorageFileTrigger(
                 path=str(path),
                 poll_interval=self.account_poll_interval,
-                max_poll_interval=max(self.account_poll_interval, 60.0),
-                deadline=time.time() + self.account_wait,
+                max_poll_interval=max(self.account_poll_interval, 30.0),
+                deadline=deadline,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.account_wait + 300),
+            kwargs={"wait_until": wait_until},
+            timeout=timedelta(seconds=deadline - time.time() + 300),
         )
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Back from waiting for the account extract: its summary, or (none within ``account_wait``) a fetch here."""
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, wait_until: float | None = None
+    ) -> dict[str, Any]:
+        """Back from waiting for the account extract: its summary; else wait on while it may still come
+        (and ``wait_until`` has not passed), or fetch the site here."""
         main_days = self._days(context)
         status = (event or {}).get("status")
-        if status == "found":
-            found = self._account_summary(context, main_days)
-            if found is not None:
-                return found
+        found = self._account_summary(context, main_days) if status == "found" else None
+        if found is not None:
+            return found
+        if status == "timeout" and wait_until is not None and time.time() < wait_until:
+            if self._account_may_come(context, main_days[0]):
+                self._defer_for_account(main_days[0], wait_until)
+            return self._fetch(main_days)
         self.log.warning(
             "The extract of account %r of %s did not come (%s): fetching site %s here (DAG %s may be paused, "
             "failing, or not have run this day)",

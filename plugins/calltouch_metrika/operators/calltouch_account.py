@@ -25,8 +25,10 @@ from airflow.sdk import BaseOperator
 
 from calltouch_metrika import storage
 from calltouch_metrika._utils import as_date
+from calltouch_metrika.constants import CALLS_DAG_PREFIX
 from calltouch_metrika.operators.calltouch import (
     check_days_ended,
+    extract_settings,
     extract_site,
     local_interval,
     lookback_before,
@@ -58,7 +60,9 @@ class CalltouchAccountExtractOperator(BaseOperator):
     ``settle_days``, its ``lookback_days``, its ``filters``, phone hashing), writes the same Parquet
     files (``storage.calls_path``), and then the pipeline's summary (the extract XCom shape plus
     ``account``, ``account_run_id``, ``written_at``) to ``storage.account_manifest_path``. Returns
-    ``{"account", "day", "sites": {pipeline: {"rows", "requests", "site_id"}}, "failed": {pipeline: error}}``.
+    ``{"account", "day", "sites": {pipeline: {"rows", "requests", "site_id", "days"}}, "failed": {pipeline:
+    error}, "skipped": {pipeline: why}}``. Pipelines whose DAG is paused, or whose ``start_date`` is after the
+    day, are skipped; pipelines with identical settings (site, root, filters...) share one fetch.
 
     :param account: the account's name (config key ``account``).
     :param calltouch_conn_id: the account's Calltouch connection (its token reads every site). Templated.
@@ -118,6 +122,38 @@ class CalltouchAccountExtractOperator(BaseOperator):
         )
         return [main], lookback
 
+    @staticmethod
+    def _settings(entry: Mapping[str, Any]) -> dict[str, Any]:
+        return extract_settings(
+            site_id=int(entry["site_id"]),
+            filters=entry.get("filters") or {},
+            hash_phone_numbers=bool(entry.get("hash_phone_numbers")),
+            settle_days=int(entry.get("settle_days") or 0),
+            lookback_days=int(entry.get("lookback_days") or 0),
+            storage_root=str(entry["storage_root"]),
+        )
+
+    def _members(self, context: Context, day: date) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """The entries to fetch for ``day`` and ``{pipeline: why not}`` for the others: a pipeline whose
+        ``start_date`` is after the day (its DAG has no run of it) or whose DAG is paused."""
+        ti = context.get("ti")
+        todo: list[dict[str, Any]] = []
+        skipped: dict[str, str] = {}
+        for entry in self.sites:
+            start = entry.get("start_date")
+            if start and day < as_date(start, "start_date"):
+                skipped[entry["pipeline"]] = f"starts on {start}"
+                continue
+            try:
+                paused = bool(ti.get_dag(f"{CALLS_DAG_PREFIX}{entry['pipeline']}").is_paused)  # type: ignore[union-attr]
+            except Exception:  # unknown to Airflow (e.g. under dag.test of this DAG alone): fetch it
+                paused = False
+            if paused:
+                skipped[entry["pipeline"]] = "its DAG is paused"
+                continue
+            todo.append(entry)
+        return todo, skipped
+
     def execute(self, context: Context) -> dict[str, Any]:
         """Fetch every site (``max_sites_in_flight`` at once), write each pipeline's files and summary."""
         from airflow.exceptions import AirflowException
@@ -127,25 +163,34 @@ class CalltouchAccountExtractOperator(BaseOperator):
         day, _ = local_interval(context, self.timezone)
         check_days_ended(day, self.timezone)
         run_id = str(getattr(context.get("dag_run"), "run_id", "") or "")
-        salt = phone_salt(self.log) if any(e.get("hash_phone_numbers") for e in self.sites) else ""
+        members, skipped = self._members(context, day)
+        for pipeline, why in skipped.items():
+            self.log.info("Account %r, %s: pipeline %r not fetched: %s", self.account, day, pipeline, why)
+        # Pipelines with the same settings (one site, root, filters...) share one fetch.
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for entry in members:
+            groups.setdefault(repr(sorted(self._settings(entry).items())), []).append(entry)
+        salt = phone_salt(self.log) if any(e.get("hash_phone_numbers") for e in members) else ""
         # Hooks are set up here, in the task's main thread: reading the connection goes through the
         # task's supervisor channel; the worker threads below only make HTTP requests.
         hooks = {}
-        for entry in self.sites:
-            hook = CalltouchHook(self.calltouch_conn_id, site_id=int(entry["site_id"]))
+        for entries in groups.values():
+            hook = CalltouchHook(self.calltouch_conn_id, site_id=int(entries[0]["site_id"]))
             _ = hook.site_id  # reads the connection, checks the token
-            hooks[entry["pipeline"]] = hook
+            hooks[entries[0]["pipeline"]] = hook
         self.log.info(
-            "Account %r, local day %s of %s: %d site(s), %d at once: %s",
+            "Account %r, local day %s of %s: %d site(s) for %d pipeline(s), %d at once: %s",
             self.account,
             day,
             self.timezone,
-            len(self.sites),
-            min(self.max_sites_in_flight, len(self.sites)),
-            ", ".join(f"{e['pipeline']} (site {e['site_id']})" for e in self.sites),
+            len(groups),
+            len(members),
+            min(self.max_sites_in_flight, max(1, len(groups))),
+            ", ".join(f"{e['pipeline']} (site {e['site_id']})" for e in members),
         )
 
-        def one(entry: Mapping[str, Any]) -> dict[str, Any]:
+        def one(entries: list[dict[str, Any]]) -> dict[str, Any]:
+            entry = entries[0]
             main_days, lookback = self._plan(day, entry)
             summary = extract_site(
                 hooks[entry["pipeline"]],
@@ -159,46 +204,52 @@ class CalltouchAccountExtractOperator(BaseOperator):
                 salt=salt,
                 log=self.log,
             )
-            manifest = {
-                **summary,
-                "pipeline": entry["pipeline"],
-                "account": self.account,
-                "account_run_id": run_id,
-                "written_at": storage.utc_now_iso(),
-            }
-            path = storage.account_manifest_path(
-                str(entry["storage_root"]), self.account, main_days[0], str(entry["pipeline"])
-            )
-            storage.write_json(path, manifest)
+            for member in entries:
+                manifest = {
+                    **summary,
+                    "pipeline": member["pipeline"],
+                    "account": self.account,
+                    "account_run_id": run_id,
+                    "written_at": storage.utc_now_iso(),
+                    "settings": self._settings(member),
+                }
+                path = storage.account_manifest_path(
+                    str(member["storage_root"]), self.account, main_days[0], str(member["pipeline"])
+                )
+                storage.write_json(path, manifest)
             return summary
 
         done: dict[str, dict[str, Any]] = {}
         failed: dict[str, str] = {}
-        workers = min(self.max_sites_in_flight, len(self.sites))
+        workers = min(self.max_sites_in_flight, max(1, len(groups)))
+        requests = 0
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="account-site") as pool:
-            futures = {pool.submit(one, entry): entry for entry in self.sites}
+            futures = {pool.submit(one, entries): entries for entries in groups.values()}
             for future in concurrent.futures.as_completed(futures):
-                entry = futures[future]
+                entries = futures[future]
                 try:
                     summary = future.result()
                 except Exception as exc:  # one site's failure must not lose the others' work
-                    failed[entry["pipeline"]] = f"{type(exc).__name__}: {exc}"
-                    self.log.error(
-                        "Account %r: pipeline %r (site %s) failed: %s: %s",
-                        self.account,
-                        entry["pipeline"],
-                        entry["site_id"],
-                        type(exc).__name__,
-                        exc,
-                    )
+                    for entry in entries:
+                        failed[entry["pipeline"]] = f"{type(exc).__name__}: {exc}"
+                        self.log.error(
+                            "Account %r: pipeline %r (site %s) failed: %s: %s",
+                            self.account,
+                            entry["pipeline"],
+                            entry["site_id"],
+                            type(exc).__name__,
+                            exc,
+                        )
                     continue
-                done[entry["pipeline"]] = {
-                    "site_id": int(entry["site_id"]),
-                    "rows": summary["rows"],
-                    "days": len(summary["days"]),
-                    "requests": sum(max(1, -(-n // 1000)) for n in summary["rows_by_day"].values()),
-                }
-        requests = sum(s["requests"] for s in done.values())
+                fetched = sum(max(1, -(-n // 1000)) for n in summary["rows_by_day"].values())
+                requests += fetched
+                for i, entry in enumerate(entries):
+                    done[entry["pipeline"]] = {
+                        "site_id": int(entry["site_id"]),
+                        "rows": summary["rows"],
+                        "days": len(summary["days"]),
+                        "requests": fetched if i == 0 else 0,
+                    }
         self.log.info(
             "Account %r, %s: %d site(s) extracted (%d calls, about %d Calltouch request(s)), %d failed%s",
             self.account,
@@ -215,4 +266,10 @@ class CalltouchAccountExtractOperator(BaseOperator):
                 f"(the others' files are written): "
                 + "; ".join(f"pipeline {p!r}: {e}" for p, e in sorted(failed.items()))
             )
-        return {"account": self.account, "day": day.isoformat(), "sites": done, "failed": failed}
+        return {
+            "account": self.account,
+            "day": day.isoformat(),
+            "sites": done,
+            "failed": failed,
+            "skipped": skipped,
+        }
