@@ -61,8 +61,8 @@ class CalltouchAccountExtractOperator(BaseOperator):
     files (``storage.calls_path``), and then the pipeline's summary (the extract XCom shape plus
     ``account``, ``account_run_id``, ``written_at``) to ``storage.account_manifest_path``. Returns
     ``{"account", "day", "sites": {pipeline: {"rows", "requests", "site_id", "days"}}, "failed": {pipeline:
-    error}, "skipped": {pipeline: why}}``. Pipelines whose DAG is paused, or whose ``start_date`` is after the
-    day, are skipped; pipelines with identical settings (site, root, filters...) share one fetch.
+    error}, "skipped": {pipeline: why}}``. Pipelines whose DAG is paused are skipped; pipelines with
+    identical settings (site, root, filters...) share one fetch.
 
     :param account: the account's name (config key ``account``).
     :param calltouch_conn_id: the account's Calltouch connection (its token reads every site). Templated.
@@ -134,16 +134,13 @@ class CalltouchAccountExtractOperator(BaseOperator):
         )
 
     def _members(self, context: Context, day: date) -> tuple[list[dict[str, Any]], dict[str, str]]:
-        """The entries to fetch for ``day`` and ``{pipeline: why not}`` for the others: a pipeline whose
-        ``start_date`` is after the day (its DAG has no run of it) or whose DAG is paused."""
+        """The entries to fetch for ``day`` and ``{pipeline: why not}`` for the others: a pipeline whose DAG
+        is paused. A day before a pipeline's ``start_date`` is fetched all the same: Airflow backfills
+        such days too (the account itself starts at its earliest pipeline's ``start_date``)."""
         ti = context.get("ti")
         todo: list[dict[str, Any]] = []
         skipped: dict[str, str] = {}
         for entry in self.sites:
-            start = entry.get("start_date")
-            if start and day < as_date(start, "start_date"):
-                skipped[entry["pipeline"]] = f"starts on {start}"
-                continue
             try:
                 paused = bool(ti.get_dag(f"{CALLS_DAG_PREFIX}{entry['pipeline']}").is_paused)  # type: ignore[union-attr]
             except Exception:  # unknown to Airflow (e.g. under dag.test of this DAG alone): fetch it
