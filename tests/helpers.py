@@ -106,10 +106,10 @@ def logical_date_for(day: date, tz: str = TZ) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz))
 
 
-def write_config(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str = "e2e", **overrides: Any
-) -> dict[str, Any]:
-    """Write a one-pipeline config to ``tmp_path`` and point ``CALLTOUCH_METRIKA_CONFIG`` at it."""
+def pipeline_entry(tmp_path: Path, name: str = "e2e", **overrides: Any) -> dict[str, Any]:
+    """One pipeline of a test config: the sandbox's site and counter, fast polls, no retries, no lookback
+    (one day per run, as most tests count uploads; lookback: tests/dags/test_never_twice.py), data
+    under ``tmp_path / "data"``; ``overrides`` replace or add keys."""
     pipeline: dict[str, Any] = {
         "name": name,
         "site_id": SITE_ID,
@@ -118,16 +118,30 @@ def write_config(
         "timezone": TZ,
         "filters": {"with_call_tags": True},
         "storage_root": str(tmp_path / "data"),
-        "lookback_days": 0,  # one day per run, as these tests count uploads (lookback: tests/dags/test_never_twice.py)
+        "lookback_days": 0,
         "retries": 0,
         "status_poll_seconds": 0.5,
         "status_timeout_hours": 0.05,
         "owner": "tests",
     }
     pipeline.update(overrides)
+    return pipeline
+
+
+def write_pipelines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *pipelines: dict[str, Any]) -> Path:
+    """Write ``pipelines`` as ``tmp_path / "pipelines.yaml"`` and point ``CALLTOUCH_METRIKA_CONFIG`` at it."""
     path = tmp_path / "pipelines.yaml"
-    path.write_text(yaml.safe_dump({"pipelines": [pipeline]}, allow_unicode=True), encoding="utf-8")
+    path.write_text(yaml.safe_dump({"pipelines": list(pipelines)}, allow_unicode=True), encoding="utf-8")
     monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(path))
+    return path
+
+
+def write_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str = "e2e", **overrides: Any
+) -> dict[str, Any]:
+    """Write a one-pipeline config (:func:`pipeline_entry`) and point ``CALLTOUCH_METRIKA_CONFIG`` at it."""
+    pipeline = pipeline_entry(tmp_path, name, **overrides)
+    write_pipelines(tmp_path, monkeypatch, pipeline)
     return pipeline
 
 

@@ -90,18 +90,21 @@ def account_manifest_path(
 
 
 def read_json(path: ObjectStoragePath) -> dict[str, Any] | None:
-    """The JSON object at ``path``, or None when there is no such file."""
+    """The JSON object at ``path``, or None when there is none or it is unreadable (not JSON, not an
+    object, an I/O error): every JSON file here is written atomically and can be written again, so a
+    file that cannot be read means what a missing one means."""
     try:
-        with path.open("rb") as fh:
-            data = json.loads(fh.read().decode("utf-8"))
-    except FileNotFoundError:
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def write_json(path: ObjectStoragePath, data: dict[str, Any]) -> ObjectStoragePath:
     """Write ``data`` as UTF-8 JSON to ``path`` atomically (:func:`atomic_write_bytes`)."""
-    return atomic_write_bytes(path, json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+    return atomic_write_bytes(path, json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
 
 
 def calls_path(root: str | ObjectStoragePath, site_id: int, day: date | str) -> ObjectStoragePath:
@@ -225,23 +228,15 @@ def utc_now_iso() -> str:
 
 
 def read_plans_ledger_entry(path: ObjectStoragePath) -> dict[str, Any] | None:
-    """The plans ledger entry at ``path`` (a dict with ``state``: ``sent`` or ``succeeded``), or None.
-
-    None also when the entry is unreadable (not JSON, not an object, an I/O error): the batch is then
-    sent again, which is what an entry that never existed means too.
-    """
-    try:
-        if not path.exists():
-            return None
-        entry = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return entry if isinstance(entry, dict) else None
+    """The plans ledger entry at ``path`` (a dict with ``state``: ``sent`` or ``succeeded``), or None
+    (:func:`read_json`: also when unreadable; the batch is then sent again, which is what an entry that
+    never existed means too)."""
+    return read_json(path)
 
 
 def write_plans_ledger_entry(path: ObjectStoragePath, entry: dict[str, Any]) -> ObjectStoragePath:
-    """Replace the plans ledger entry at ``path`` with ``entry`` (JSON, atomically)."""
-    return atomic_write_bytes(path, json.dumps(entry, ensure_ascii=False, indent=2).encode())
+    """Replace the plans ledger entry at ``path`` with ``entry`` (:func:`write_json`)."""
+    return write_json(path, entry)
 
 
 def mark_plans_ledger_succeeded(ledger: str | ObjectStoragePath, import_log_id: int) -> None:

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.helpers import (
     DAGS,
-    TZ,
     load_bag,
     logical_date_for,
+    pipeline_entry,
     recent_day,
     task_states,
+    write_pipelines,
     xcom,
 )
 
@@ -35,31 +35,22 @@ SITES = (10001, 10002, 10003)
 
 
 def _pipeline(tmp_path: Path, i: int, site: int, **overrides: Any) -> dict[str, Any]:
-    p: dict[str, Any] = {
-        "name": f"site{i}",
-        "site_id": site,
-        "counter_id": 30000 + i,
-        "account": "agency",
-        "start_date": "2026-01-01",
-        "timezone": TZ,
-        "filters": {"with_call_tags": True},
-        "storage_root": str(tmp_path / "data"),
-        "lookback_days": 0,
-        "retries": 0,
-        "status_poll_seconds": 0.5,
-        "status_timeout_hours": 0.05,
-        "owner": "tests",
-        "account_wait_minutes": 0.1,
-    }
-    p.update(overrides)
-    return p
+    """Pipeline ``site<i>`` of account ``agency``: site ``site``, counter ``30000 + i``, a 6-s account wait."""
+    return pipeline_entry(
+        tmp_path,
+        f"site{i}",
+        **{
+            "site_id": site,
+            "counter_id": 30000 + i,
+            "account": "agency",
+            "account_wait_minutes": 0.1,
+            **overrides,
+        },
+    )
 
 
 def _config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipelines: list[dict[str, Any]]) -> Path:
-    path = tmp_path / "pipelines.yaml"
-    path.write_text(yaml.safe_dump({"pipelines": pipelines}, allow_unicode=True), encoding="utf-8")
-    monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(path))
-    return path
+    return write_pipelines(tmp_path, monkeypatch, *pipelines)
 
 
 def _run(dag_id: str, day: Any, conf: dict[str, Any] | None = None) -> Any:

@@ -24,17 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.helpers import (
     COUNTER_ID,
     REPO,
     SITE_ID,
-    TZ,
     logical_date_for,
+    pipeline_entry,
     recent_day,
     run_dag,
     task_states,
+    write_pipelines,
     xcom,
 )
 
@@ -44,29 +44,11 @@ _CALL_ID = re.compile(r"callId=(\d+)")
 
 
 def _pipeline(tmp_path: Path, name: str, **overrides: Any) -> dict[str, Any]:
-    p: dict[str, Any] = {
-        "name": name,
-        "site_id": SITE_ID,
-        "counter_id": COUNTER_ID,
-        "start_date": "2026-01-01",
-        "timezone": TZ,
-        "filters": {"with_call_tags": True},
-        "storage_root": str(tmp_path / "data"),
-        "retries": 0,
-        "status_poll_seconds": 0.5,
-        "status_timeout_hours": 0.05,
-        "owner": "tests",
-        "lookback_days": 0,
-    }
-    p.update(overrides)
-    return p
+    return pipeline_entry(tmp_path, name, **overrides)
 
 
 def _config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *pipelines: dict[str, Any]) -> Path:
-    path = tmp_path / "pipelines.yaml"
-    path.write_text(yaml.safe_dump({"pipelines": list(pipelines)}, allow_unicode=True), encoding="utf-8")
-    monkeypatch.setenv("CALLTOUCH_METRIKA_CONFIG", str(path))
-    return path
+    return write_pipelines(tmp_path, monkeypatch, *pipelines)
 
 
 def _sent_ids(sandbox) -> Counter[int]:

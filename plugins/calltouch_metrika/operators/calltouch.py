@@ -125,6 +125,13 @@ def lookback_before(
     return [d for d in days if d >= oldest]
 
 
+def day_requests(rows: int) -> int:
+    """Calltouch requests one day of ``rows`` calls costs: one per page of ``PAGE_SIZE`` (1000), at least one."""
+    from calltouch_metrika.hooks.calltouch import PAGE_SIZE
+
+    return max(1, -(-int(rows) // PAGE_SIZE))
+
+
 def extract_settings(
     *,
     site_id: int,
@@ -245,7 +252,7 @@ def extract_site(
         rows_by_day[day.isoformat()] = table.num_rows
         log.info("Site %s, %s: %d %s -> %s", site_id, day, table.num_rows, kind, path)
     total = sum(rows_by_day.values())
-    lookback_requests = sum(max(1, -(-rows_by_day.get(d.isoformat(), 0) // 1000)) for d in lookback)
+    lookback_requests = sum(day_requests(rows_by_day.get(d.isoformat(), 0)) for d in lookback)
     if lookback:
         log.info(
             "Lookback: %d earlier day(s) %s..%s re-read (%d %s) at a cost of %d request(s)",

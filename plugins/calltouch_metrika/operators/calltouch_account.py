@@ -28,6 +28,7 @@ from calltouch_metrika._utils import as_date
 from calltouch_metrika.constants import CALLS_DAG_PREFIX
 from calltouch_metrika.operators.calltouch import (
     check_days_ended,
+    day_requests,
     extract_settings,
     extract_site,
     local_interval,
@@ -238,7 +239,7 @@ class CalltouchAccountExtractOperator(BaseOperator):
                             exc,
                         )
                     continue
-                fetched = sum(max(1, -(-n // 1000)) for n in summary["rows_by_day"].values())
+                fetched = sum(day_requests(n) for n in summary["rows_by_day"].values())
                 requests += fetched
                 for i, entry in enumerate(entries):
                     done[entry["pipeline"]] = {
